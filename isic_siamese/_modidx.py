@@ -164,9 +164,14 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'isic_siamese.train.PairAUC.name': ('train.html#pairauc.name', 'isic_siamese/train.py'),
                                     'isic_siamese.train.PairAUC.reset': ('train.html#pairauc.reset', 'isic_siamese/train.py'),
                                     'isic_siamese.train.PairAUC.value': ('train.html#pairauc.value', 'isic_siamese/train.py'),
+                                    'isic_siamese.train.crossfit_prototype_scores': ( 'train.html#crossfit_prototype_scores',
+                                                                                      'isic_siamese/train.py'),
                                     'isic_siamese.train.load_checkpoint': ('train.html#load_checkpoint', 'isic_siamese/train.py'),
                                     'isic_siamese.train.prototype_scores': ('train.html#prototype_scores', 'isic_siamese/train.py'),
                                     'isic_siamese.train.roc_auc': ('train.html#roc_auc', 'isic_siamese/train.py'),
                                     'isic_siamese.train.save_atomic': ('train.html#save_atomic', 'isic_siamese/train.py'),
                                     'isic_siamese.train.siamese_learner': ('train.html#siamese_learner', 'isic_siamese/train.py'),
-                                    'isic_siamese.train.training_run': ('train.html#training_run', 'isic_siamese/train.py')}}}
+                                    'isic_siamese.train.training_run': ('train.html#training_run', 'isic_siamese/train.py')},
+            'isic_siamese.tsne': { 'isic_siamese.tsne.plot_before_after': ('tsne.html#plot_before_after', 'isic_siamese/tsne.py'),
+                                   'isic_siamese.tsne.plot_embedding': ('tsne.html#plot_embedding', 'isic_siamese/tsne.py'),
+                                   'isic_siamese.tsne.project_2d': ('tsne.html#project_2d', 'isic_siamese/tsne.py')}}}
