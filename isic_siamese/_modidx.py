@@ -123,6 +123,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'isic_siamese.pairs._Drawer._rng': ('pairs.html#_drawer._rng', 'isic_siamese/pairs.py'),
                                     'isic_siamese.pairs._side_by_side': ('pairs.html#_side_by_side', 'isic_siamese/pairs.py'),
                                     'isic_siamese.pairs._tuple_dls': ('pairs.html#_tuple_dls', 'isic_siamese/pairs.py'),
+                                    'isic_siamese.pairs._tuple_grid': ('pairs.html#_tuple_grid', 'isic_siamese/pairs.py'),
                                     'isic_siamese.pairs.batch_miner': ('pairs.html#batch_miner', 'isic_siamese/pairs.py'),
                                     'isic_siamese.pairs.batch_pairs': ('pairs.html#batch_pairs', 'isic_siamese/pairs.py'),
                                     'isic_siamese.pairs.pair_dls': ('pairs.html#pair_dls', 'isic_siamese/pairs.py'),
