@@ -295,9 +295,9 @@ def run_experiment(data=None, out='runs/demo', arch:str='small', loss:str='supco
               f"\nwrote {out}/metrics.json, {out}/plots/*.png, {out}/predictor.pkl")
     return res
 
-# %% ../nbs/04_eval.ipynb #cab63935
+# %% ../nbs/04_eval.ipynb #87d00b4d
 COMPARE_MODELS = dict(
-    siamese=dict(loss='supcon', method='prototype'),
+    siamese=dict(loss='supcon+ce', method='prototype'),
     cross_entropy=dict(loss='ce', method='head'),
     seed_pairs=dict(loss='bce', pair_head='mlp', pairs=True, method='pair_head'),
 )
