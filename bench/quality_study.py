@@ -1,25 +1,25 @@
 """The recipe study behind the README's quality table and the prose of 03_train/04_eval.
 
-Runs `compare_models` on one data folder with the three benchmark models plus variants of them: scoring
-method and test-time augmentation (re-scoring the finished Siamese model), colour constancy and the
+Runs `compare_models` on one data folder with the three benchmark models, pure supervised contrastive, and
+variants: scoring method and test-time augmentation (re-scoring finished models), colour constancy and the
 `strong` augmentation preset (new trainings). Finished runs in OUT are reused, so a stopped study resumes.
 
-    python bench/quality_study.py ../shared/data/ham224 --out runs/ham64
+    python bench/quality_study.py ../shared/data/ham224 --out runs/study
 """
 import argparse
 from isic_siamese.eval import COMPARE_MODELS, compare_models, markdown_table
 
-siamese, ce = COMPARE_MODELS['siamese'], COMPARE_MODELS['cross_entropy']
+supcon, ce = dict(loss='supcon', method='prototype'), COMPARE_MODELS['cross_entropy']
 STUDY = dict(
-    **COMPARE_MODELS,
-    siamese_tta=dict(siamese, tta=True, run='siamese'),
-    siamese_knn=dict(siamese, method='knn', run='siamese'),
-    siamese_logistic=dict(siamese, method='classifier', run='siamese'),
+    **COMPARE_MODELS,  # siamese = supcon+ce, the study's winner
+    siamese_head=dict(COMPARE_MODELS['siamese'], method='head', run='siamese'),
     cross_entropy_tta=dict(ce, tta=True, run='cross_entropy'),
-    siamese_ce=dict(loss='supcon+ce', method='prototype'),
-    siamese_ce_head=dict(loss='supcon+ce', method='head', run='siamese_ce'),
-    siamese_sog6=dict(siamese, colour_constancy=6),
-    siamese_strong=dict(siamese, aug='strong'),
+    supcon=supcon,
+    supcon_tta=dict(supcon, tta=True, run='supcon'),
+    supcon_knn=dict(supcon, method='knn', run='supcon'),
+    supcon_logistic=dict(supcon, method='classifier', run='supcon'),
+    supcon_sog6=dict(supcon, colour_constancy=6),
+    supcon_strong=dict(supcon, aug='strong'),
 )
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ Each measurement runs in a fresh process so peak memory is its own. Usage:
     python bench/speed.py                        # ../shared/data/ham224 (demo data when absent), 512 images, 128 and 224 px
     python bench/speed.py --n 33126 --sizes 256 --data demo   # GPU: a full ISIC 2020-sized epoch on synthetic images
 """
-import argparse, json, multiprocessing as mp, os, platform, random, resource, sys, tempfile, time
+import argparse, json, multiprocessing as mp, os, platform, random, resource, tempfile, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +41,7 @@ def _peak(device):
 
 def baseline(data, n, size, bs, seed=0):
     "Seed-style PIL/torchvision pair pipeline: one epoch of N pairs (2N encoder passes)."
-    import torch, torch.nn as nn, torch.nn.functional as F, torchvision, torchvision.transforms as T
+    import torch, torch.nn.functional as F, torchvision, torchvision.transforms as T
     from PIL import Image
     from isic_siamese.data import hardware
     torch.manual_seed(seed); random.seed(seed)

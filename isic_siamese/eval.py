@@ -308,7 +308,7 @@ def markdown_table(df:pd.DataFrame, floatfmt:str='.3f') -> str:
     lines = [[df.index.name or '', *map(str, df.columns)], ['---']*(len(df.columns) + 1), *cells]
     return '\n'.join('| ' + ' | '.join(l) + ' |' for l in lines) + '\n'
 
-# %% ../nbs/04_eval.ipynb #3f75e867
+# %% ../nbs/04_eval.ipynb #becb5962
 _TEST_COLS = ('auc', 'pauc', 'balanced_accuracy', 'sensitivity', 'specificity')
 _EXT_COLS = ('auc', 'pauc', 'sensitivity', 'specificity')
 
@@ -319,12 +319,11 @@ def compare_models(data, out='runs/compare', externals=(), models:dict|None=None
     out, models = Path(out), models or COMPARE_MODELS
     df = split_groups(read_isic(data), seed=seed)
     ext = {Path(e).name: read_isic(e) for e in externals}
-    settings = dict(data=str(data), externals=[str(e) for e in externals], arch=arch, epochs=epochs, size=size, bs=bs, lr=lr,
-                    aug=aug, colour_constancy=colour_constancy, pretrained=pretrained, tta=tta, seed=seed,
-                    n_images={s: int(n) for s, n in df.split.value_counts().items()},
-                    n_melanoma={s: int(n) for s, n in df[df.label.eq(1)].split.value_counts().items()})
     common = dict(arch=arch, epochs=epochs, size=size, bs=bs, lr=lr, aug=aug, colour_constancy=colour_constancy,
                   pretrained=pretrained, tta=tta, seed=seed)
+    settings = dict(data=str(data), externals=[str(e) for e in externals], **common,
+                    n_images={s: int(n) for s, n in df.split.value_counts().items()},
+                    n_melanoma={s: int(n) for s, n in df[df.label.eq(1)].split.value_counts().items()})
     rows, curves = {}, {'test': {}, **{n: {} for n in ext}}
     for name, recipe in models.items():
         recipe = {**common, **recipe}
@@ -343,7 +342,7 @@ def compare_models(data, out='runs/compare', externals=(), models:dict|None=None
     table = pd.DataFrame.from_dict(rows, orient='index').rename_axis('model')
     out.mkdir(parents=True, exist_ok=True)
     (out/'comparison.md').write_text(markdown_table(table))
-    (out/'comparison.json').write_text(json.dumps(dict(settings=settings, models={k: v for k, v in models.items()},
+    (out/'comparison.json').write_text(json.dumps(dict(settings=settings, models=models,
                                                        results=table.to_dict(orient='index')), indent=2))
     for n, c in curves.items():
         title = 'ROC curves, test split' if n == 'test' else f'ROC curves, external set {n}'
