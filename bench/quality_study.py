@@ -1,35 +1,32 @@
-"""The recipe study behind the README's quality table and the prose of 03_train/04_eval.
+"""The recipe study behind the README's quality table and the prose of 03_train/04_eval/06_experiment.
 
-Runs `compare_models` on one data folder with the three benchmark models, pure supervised contrastive, and
-variants: scoring method and test-time augmentation (re-scoring finished models), colour constancy and the
-`strong` augmentation preset (new trainings). Finished runs in OUT are reused, so a stopped study resumes.
+Runs `compare_models` on one data folder with the three benchmark recipes, pure supervised contrastive, and
+variants: scoring method and test-time augmentation (which re-score finished models, since their training
+settings are the same), colour constancy and the `strong` augmentation preset (new trainings). Finished runs in
+OUT are reused, so a stopped study resumes. Every recipe option of `isic-siamese-compare` works here too.
 
     python bench/quality_study.py ../shared/data/ham224 --out runs/study
 """
-import argparse
-from isic_siamese.eval import COMPARE_MODELS, compare_models, markdown_table
+from isic_siamese.experiment import COMPARE_MODELS, Recipe, compare_models, compare_parser, markdown_table
 
 supcon, ce = dict(loss='supcon', method='prototype'), COMPARE_MODELS['cross_entropy']
 STUDY = dict(
     **COMPARE_MODELS,  # siamese = supcon+ce, the study's winner
-    siamese_head=dict(COMPARE_MODELS['siamese'], method='head', run='siamese'),
-    cross_entropy_tta=dict(ce, tta=True, run='cross_entropy'),
+    siamese_head=dict(COMPARE_MODELS['siamese'], method='head'),
+    cross_entropy_tta=dict(ce, tta=True),
     supcon=supcon,
-    supcon_tta=dict(supcon, tta=True, run='supcon'),
-    supcon_knn=dict(supcon, method='knn', run='supcon'),
-    supcon_logistic=dict(supcon, method='classifier', run='supcon'),
+    supcon_tta=dict(supcon, tta=True),
+    supcon_knn=dict(supcon, method='knn'),
+    supcon_logistic=dict(supcon, method='classifier'),
     supcon_sog6=dict(supcon, colour_constancy=6),
     supcon_strong=dict(supcon, aug='strong'),
 )
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('data'); p.add_argument('--out', default='runs/study')
-    p.add_argument('--models', nargs='+', default=list(STUDY), help=f'a subset of {list(STUDY)}')
-    p.add_argument('--external', action='append', default=[])
-    p.add_argument('--arch', default='resnet18'); p.add_argument('--epochs', type=int, default=12)
-    p.add_argument('--size', type=int, default=64); p.add_argument('--bs', type=int, default=64)
+    p = compare_parser()
+    p.prog, p.description = 'quality_study.py', __doc__.split('\n')[0]
+    p.set_defaults(out='runs/study')
+    p.add_argument('--models', nargs='+', default=list(STUDY), choices=list(STUDY), help='a subset of the study')
     a = p.parse_args()
-    table = compare_models(a.data, a.out, a.external, models={m: STUDY[m] for m in a.models}, arch=a.arch,
-                           epochs=a.epochs, size=a.size, bs=a.bs)
+    table = compare_models(a.data, a.out, a.external, base=Recipe.from_args(a), models={m: STUDY[m] for m in a.models})
     print(markdown_table(table))

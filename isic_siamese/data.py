@@ -7,6 +7,7 @@ from __future__ import annotations
 import os, hashlib, json, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import SimpleNamespace as NS
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
@@ -21,10 +22,10 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['IN_TEST', 'ID_COLS', 'GROUP_COLS', 'LABEL_CSVS', 'IMAGE_DIRS', 'IMAGE_EXTS', 'CLASSES', 'AUG_PRESETS', 'Hardware',
-           'hardware', 'UnreadableImageError', 'load_rgb', 'shades_of_gray', 'draw_lesion', 'make_demo_data',
-           'demo_data_cli', 'parse_labels', 'read_isic', 'split_groups', 'default_cache_dir', 'ImageCache',
-           'LesionLoader', 'BlurSharpen', 'lesion_tfms', 'label_name', 'lesion_block', 'lesion_dls', 'rows_dl',
-           'download_isic']
+           'hardware', 'Registry', 'UnreadableImageError', 'load_rgb', 'shades_of_gray', 'draw_lesion',
+           'make_demo_data', 'demo_data_cli', 'parse_labels', 'read_isic', 'split_groups', 'default_cache_dir',
+           'ImageCache', 'LesionLoader', 'BlurSharpen', 'lesion_tfms', 'label_name', 'lesion_block', 'lesion_dls',
+           'rows_dl', 'download_isic']
 
 # %% ../nbs/00_data.ipynb #3e66fe56
 IN_TEST = bool(os.environ.get('IN_TEST'))
@@ -45,6 +46,18 @@ def hardware(device=None, num_workers=None) -> Hardware:
     precision = ('bf16' if torch.cuda.is_bf16_supported() else 'fp16') if cuda else None
     if num_workers is None: num_workers = 0 if (IN_TEST or not cuda) else min(8, os.cpu_count() or 1)
     return Hardware(device, num_workers, pin_memory=cuda, precision=precision, channels_last=cuda)
+
+# %% ../nbs/00_data.ipynb #172b6d85
+class Registry(dict):
+    "Entries of one kind (`what`) filed by name; an unknown name raises `ValueError` listing the valid ones."
+    def __init__(self, what:str): super().__init__(); self.what = what
+    def register(self, name:str, **meta):
+        "Decorator filing `fn` under `name` as an entry with attributes `name`, `fn` and each of `meta`."
+        def _register(fn): self[name] = NS(name=name, fn=fn, **meta); return fn
+        return _register
+    def __getitem__(self, name):
+        if name not in self: raise ValueError(f"{self.what}={name!r} is unknown; choose one of {', '.join(self)}")
+        return super().__getitem__(name)
 
 # %% ../nbs/00_data.ipynb #7331930c
 class UnreadableImageError(OSError):

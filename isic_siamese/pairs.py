@@ -141,14 +141,15 @@ class BalancedDL(TfmdDL):
         return idxs
 
 # %% ../nbs/01_pairs.ipynb #00d34b83
-MINERS = ('all', 'semihard', 'hard', 'multisim')
+MINERS = Registry('miner')
+MINERS.register('all')(lambda margin: None)  # no mining: losses use every pair/triplet of the batch
+MINERS.register('semihard')(lambda margin: miners.TripletMarginMiner(margin=margin, type_of_triplets='semihard'))
+MINERS.register('hard')(lambda margin: miners.TripletMarginMiner(margin=margin, type_of_triplets='hard'))
+MINERS.register('multisim')(lambda margin: miners.MultiSimilarityMiner(epsilon=0.1))
 
 def batch_miner(name:str='semihard', margin:float=0.2):
-    "A pytorch-metric-learning miner by name (None for 'all': losses then use every pair/triplet)."
-    if name == 'all': return None
-    if name in ('semihard', 'hard'): return miners.TripletMarginMiner(margin=margin, type_of_triplets=name)
-    if name == 'multisim': return miners.MultiSimilarityMiner(epsilon=0.1)
-    raise ValueError(f"miner={name!r}; choose one of {MINERS}")
+    "The pytorch-metric-learning miner registered as `name` in `MINERS` (None for 'all')."
+    return MINERS[name].fn(margin)
 
 # %% ../nbs/01_pairs.ipynb #bfc7e2e4
 def batch_pairs(emb, labels, miner=None):

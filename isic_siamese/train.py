@@ -5,76 +5,19 @@
 # %% ../nbs/03_train.ipynb #1831cc06
 from __future__ import annotations
 import os, time, math
+from contextlib import contextmanager
 import numpy as np, torch
 from fastcore.all import *
-from fastai.vision.all import (Learner, Callback, Metric, MixedPrecision, EarlyStoppingCallback, CancelEpochException,
+from fastai.vision.all import (Learner, Callback, MixedPrecision, EarlyStoppingCallback, CancelEpochException,
                                Adam, set_seed, L)
 from fastai.callback.channelslast import ChannelsLast
-from sklearn.metrics import roc_auc_score
 from .data import *
 from .pairs import *
 from .model import *
+from .metrics import *
 
 # %% auto #0
-__all__ = ['prototype_scores', 'crossfit_prototype_scores', 'roc_auc', 'EmbeddingAUC', 'PairAUC', 'training_run', 'NaNGuard',
-           'EMA', 'save_atomic', 'load_checkpoint', 'Checkpoint', 'siamese_learner']
-
-# %% ../nbs/03_train.ipynb #0173856a
-def prototype_scores(emb, ref_emb, ref_y):
-    "cos(emb, mean melanoma ref) - cos(emb, mean benign ref)."
-    emb, ref_emb, ref_y = torch.as_tensor(emb).float(), torch.as_tensor(ref_emb).float(), torch.as_tensor(ref_y)
-    counts = [int((ref_y == c).sum()) for c in (0, 1)]
-    if 0 in counts: raise ValueError(f"prototypes need both classes in the reference set; counts are {counts}")
-    protos = torch.nn.functional.normalize(torch.stack([ref_emb[ref_y == c].mean(0) for c in (0, 1)]), dim=1)
-    sims = torch.nn.functional.normalize(emb, dim=1) @ protos.T
-    return (sims[:, 1] - sims[:, 0]).numpy()
-
-def crossfit_prototype_scores(emb, y, folds:int=2) -> np.ndarray:
-    "Prototype score of each row with prototypes from the other folds (classes dealt evenly into `folds`)."
-    emb, y = torch.as_tensor(emb).float(), torch.as_tensor(y)
-    fold = torch.zeros(len(y), dtype=torch.long)
-    for c in (0, 1):
-        idx = (y == c).nonzero().flatten()
-        if len(idx) < folds: raise ValueError(f"need at least {folds} images of each class to cross-fit prototypes; {CLASSES[c]} has {len(idx)}")
-        fold[idx] = torch.arange(len(idx)) % folds
-    scores = np.empty(len(y), dtype=np.float32)
-    for f in range(folds):
-        m = fold == f
-        scores[m.numpy()] = prototype_scores(emb[m], emb[~m], y[~m])
-    return scores
-
-def roc_auc(y, score) -> float:
-    "ROC AUC with a clear error when `y` holds a single class."
-    y = np.asarray(y)
-    if len(np.unique(y)) < 2:
-        raise ValueError(f"ROC AUC is undefined: all {len(y)} labels are {y[0] if len(y) else 'missing'}; the set needs melanoma and benign images")
-    return float(roc_auc_score(y, score))
-
-class EmbeddingAUC(Metric):
-    "Validation ROC AUC of the cross-fitted prototype score of the embeddings."
-    def reset(self): self.embs, self.ys = [], []
-    def accumulate(self, learn):
-        self.embs.append(learn.to_detach(learn.pred).float()); self.ys.append(learn.to_detach(learn.y))
-    @property
-    def value(self):
-        if not self.embs: return None  # unlabelled loaders (prediction) accumulate nothing
-        emb, y = torch.cat(self.embs), torch.cat(self.ys)
-        return roc_auc(y, crossfit_prototype_scores(emb, y))
-    @property
-    def name(self): return 'emb_auc'
-
-# %% ../nbs/03_train.ipynb #aea4d4a0
-class PairAUC(Metric):
-    "Validation ROC AUC of cosine similarity as a 'same class' score on explicit pairs."
-    def reset(self): self.sims, self.ys = [], []
-    def accumulate(self, learn):
-        if learn.pred.ndim != 3: return  # single-image predictions (embedding after training) hold no pairs
-        a, b = learn.to_detach(learn.pred).float()
-        self.sims.append(torch.cosine_similarity(a, b, dim=-1)); self.ys.append(learn.to_detach(learn.y))
-    @property
-    def value(self): return roc_auc(torch.cat(self.ys), torch.cat(self.sims)) if self.sims else None
-    @property
-    def name(self): return 'pair_auc'
+__all__ = ['training_run', 'NaNGuard', 'EMA', 'atomic_path', 'save_atomic', 'load_checkpoint', 'Checkpoint', 'siamese_learner']
 
 # %% ../nbs/03_train.ipynb #51905f1b
 def training_run(learn) -> bool:
@@ -118,11 +61,19 @@ class EMA(Callback):
     def load_state(self, s): self.shadow, self.steps = [v.to(self.learn.dls.device) for v in s['shadow']], s['steps']
 
 # %% ../nbs/03_train.ipynb #186befd1
+@contextmanager
+def atomic_path(fname):
+    "Yield a temporary path beside `fname` to write to; rename it to `fname` on success, delete it on any failure."
+    fname = Path(fname); fname.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fname.with_name(f'.{fname.stem}.{os.getpid()}.tmp{fname.suffix}')
+    try:
+        yield tmp
+        os.replace(tmp, fname)
+    finally: tmp.unlink(missing_ok=True)
+
 def save_atomic(obj, fname):
     "`torch.save` to a temporary file, then rename: readers never see a half-written file."
-    fname = Path(fname); fname.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fname.with_name(f'.{fname.name}.{os.getpid()}.tmp')
-    torch.save(obj, tmp); os.replace(tmp, fname)
+    with atomic_path(fname) as tmp: torch.save(obj, tmp)
 
 def load_checkpoint(fname, config:dict|None=None) -> dict:
     "Read checkpoint `fname`, refusing one written by a model with another `config`."
@@ -181,14 +132,15 @@ class Checkpoint(Callback):
 
 # %% ../nbs/03_train.ipynb #e89610c3
 def siamese_learner(dls, arch:str='resnet18', loss:str='contrastive', miner:str='all', emb_dim:int=128,
-                    pair_head:str='cosine', margin:float|None=None, pretrained:bool=False, weights=None,
+                    pair_head:str='cosine', margin:float|None=None, temperature:float=0.1, pretrained:bool=False, weights=None,
                     precision:str|None='auto', ema:float|None=0.998, patience:int|None=None, checkpoints=None,
                     resume:bool=True, wd:float=0.01, seed:int|None=42, cbs=None, **kwargs) -> Learner:
-    "A fastai `Learner` training a `SiameseNet` with metric-learning `loss` on `dls`."
+    "A fastai `Learner` training a `SiameseNet` with metric-learning `loss` on `dls`; `precision` is 'auto', 'bf16', 'fp16' or 'fp32'/None."
     if seed is not None: set_seed(seed)
     hw = hardware(dls.device)
     if precision == 'auto': precision = hw.precision
-    if precision is not None and hw.device.type != 'cuda': raise ValueError(f"precision={precision!r} needs CUDA; use None on {hw.device}")
+    if precision == 'fp32': precision = None
+    if precision is not None and hw.device.type != 'cuda': raise ValueError(f"precision={precision!r} needs CUDA; use 'fp32' on {hw.device}")
     model = SiameseNet(create_encoder(arch, emb_dim, pretrained, weights), head_for(loss, emb_dim, pair_head))
     pairs = getattr(dls, 'n_inp', 1) > 1
     metric = PairAUC() if pairs else EmbeddingAUC()
@@ -198,8 +150,8 @@ def siamese_learner(dls, arch:str='resnet18', loss:str='contrastive', miner:str=
     if ema: extra.append(EMA(ema))
     if patience: extra.append(EarlyStoppingCallback(monitor=metric.name, comp=np.greater, patience=patience))
     if checkpoints: extra.append(Checkpoint(checkpoints, monitor=metric.name, resume=resume))
-    learn = Learner(dls, model, loss_func=siamese_loss(loss, model.head, miner, margin), opt_func=Adam, wd=wd,
+    learn = Learner(dls, model, loss_func=siamese_loss(loss, model.head, miner, margin, temperature), opt_func=Adam, wd=wd,
                     metrics=[metric], splitter=siamese_splitter, cbs=extra + L(cbs), **kwargs)
-    learn.config = dict(arch=arch, emb_dim=emb_dim, loss=loss, pair_head=pair_head if loss.startswith('bce') else None,
+    learn.config = dict(arch=arch, emb_dim=emb_dim, loss=loss, pair_head=pair_head if loss_head(loss) == 'pair' else None,
                         size=int(dls.one_batch()[0].shape[-1]))
     return learn

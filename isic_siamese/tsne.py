@@ -9,6 +9,7 @@ from matplotlib.offsetbox import OffsetImage, AnnotationBbox
 from fastcore.all import *
 from sklearn.manifold import TSNE
 from .data import CLASSES, load_rgb
+from .eval import save_figure
 
 # %% auto #0
 __all__ = ['project_2d', 'plot_embedding', 'plot_before_after']
@@ -42,15 +43,11 @@ def plot_embedding(emb, y, method:str='tsne', paths=None, n_thumbs:int=0, ax=Non
                 ax.add_artist(box)
     ax.set(title=title or f'{method.upper()} of the embeddings', xlabel=f'{method} 1', ylabel=f'{method} 2', xticks=[], yticks=[])
     ax.legend(loc='best', fontsize=8)
-    fig = fig or ax.figure
-    if fname: fig.tight_layout(); fig.savefig(fname, dpi=110)
-    return fig
+    return save_figure(fig or ax.figure, fname)
 
 def plot_before_after(before, after, y, method:str='tsne', paths=None, n_thumbs:int=0, fname=None):
     "Maps of the untrained (`before`) and trained (`after`) embeddings side by side."
     fig, axs = plt.subplots(1, 2, figsize=(12, 5.5))
     for ax, e, t in zip(axs, (before, after), ('before training', 'after training')):
         plot_embedding(e, y, method, paths, n_thumbs, ax=ax, title=f'{method.upper()} {t}')
-    fig.tight_layout()
-    if fname: fig.savefig(fname, dpi=110)
-    return fig
+    return save_figure(fig, fname)
