@@ -25,8 +25,8 @@ __all__ = ['IN_TEST', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTS', 'HDF5_EXTS', 'ID_COLS', 
            'LIBRARY_COLS', 'CLASSES', 'DIAGNOSES', 'SENTINEL_IDS', 'FOLDER_SPLITS', 'FOLDER_LABELS', 'MIN_PER_CLASS',
            'AUG_PRESETS', 'Hardware', 'hardware', 'UnreadableImageError', 'hdf5_member', 'read_image_bytes', 'load_rgb',
            'shades_of_gray', 'draw_lesion', 'make_demo_data', 'demo_data_cli', 'image_files', 'identical_files',
-           'ImageIndex', 'read_table', 'diagnosis_of', 'connected_groups', 'parse_labels', 'diagnosis_mapping',
-           'read_isic', 'check_splits', 'split_groups', 'perceptual_hashes', 'near_duplicates', 'join_groups',
+           'ImageIndex', 'read_table', 'diagnosis_of', 'connected_groups', 'join_groups', 'parse_labels',
+           'diagnosis_mapping', 'read_isic', 'check_splits', 'split_groups', 'perceptual_hashes', 'near_duplicates',
            'default_cache_dir', 'ImageCache', 'cache_info', 'prune_caches', 'cache_images', 'readable_images',
            'LesionLoader', 'BlurSharpen', 'lesion_tfms', 'label_name', 'lesion_block', 'lesion_dls', 'rows_dl',
            'download_isic']
@@ -79,7 +79,7 @@ def read_image_bytes(path) -> bytes:
         return v.tobytes() if isinstance(v, np.ndarray) else bytes(v)
     return Path(path).read_bytes()
 
-# %% ../nbs/00_data.ipynb #1dc729b8
+# %% ../nbs/00_data.ipynb #a7805d98
 _WIDE_RANGES = {'F': (1., 255., 65535.), 'I': (255., 65535., 2.**32 - 1)}
 
 def _to_rgb(im:Image.Image) -> Image.Image:
@@ -107,7 +107,7 @@ def load_rgb(path, size:int|None=None, colour_constancy:int|None=None) -> np.nda
         raise UnreadableImageError(f"{path}: cannot read image ({why}). Replace the file or remove its row from the table.", [path]) from e
     return shades_of_gray(arr, colour_constancy) if colour_constancy else arr
 
-# %% ../nbs/00_data.ipynb #1e710e2a
+# %% ../nbs/00_data.ipynb #190f6ef7
 def _on_threads(fn, n:int, n_threads:int|None=None, progress:bool=False) -> dict:
     "Run `fn(i)` for i < `n` on threads; `{i: message}` of each `UnreadableImageError`. Ctrl-C cancels the queued work."
     errs = {}
@@ -198,7 +198,7 @@ def demo_data_cli(dest:str='data/demo',  # Folder to write the demo data set to
     "Write the synthetic demo data set in the ISIC 2020 layout."
     print(make_demo_data(dest, n_patients, images_per_patient, size, seed=seed))
 
-# %% ../nbs/00_data.ipynb #3d79aece
+# %% ../nbs/00_data.ipynb #5f438da5
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 HDF5_EXTS = ('.hdf5', '.h5')
 
@@ -216,7 +216,7 @@ def image_files(folder) -> list[str]:
     if not Path(folder).is_dir(): raise FileNotFoundError(f"{folder}: no such folder")
     return _walk(folder, IMAGE_EXTS)
 
-# %% ../nbs/00_data.ipynb #57daffc8
+# %% ../nbs/00_data.ipynb #eda8253d
 def _nbytes(path) -> int:
     if m := hdf5_member(path): return int(_h5(m[0])[m[1]].nbytes)
     return os.stat(path).st_size
@@ -321,7 +321,7 @@ def read_table(fname) -> pd.DataFrame:
     if head.lstrip().startswith('|'): return _pipe_table(fname)
     return pd.read_csv(fname, sep=max([',', ';', '\t', '|'], key=head.count), encoding='utf-8-sig').rename(columns=str.strip)
 
-# %% ../nbs/00_data.ipynb #3aabce2c
+# %% ../nbs/00_data.ipynb #0878dcc6
 DIAGNOSES = ('melanoma', 'nevus', 'basal cell carcinoma', 'actinic keratosis', 'benign keratosis', 'dermatofibroma',
              'vascular lesion', 'squamous cell carcinoma', 'unknown')
 _DIAGNOSIS_TERMS = {
@@ -355,7 +355,7 @@ def diagnosis_of(term, diagnosis_map:dict|None=None) -> str|None:
         if d := first(d for rx, d in _DIAGNOSIS_RULES if re.search(rx, t)): return d
     return None
 
-# %% ../nbs/00_data.ipynb #c1613dc3
+# %% ../nbs/00_data.ipynb #42d52de6
 SENTINEL_IDS = ('', '-1', '-1.0', 'nan', 'none', 'null', 'na', 'n/a', 'unknown', '?')
 
 def _ids(s:pd.Series) -> pd.Series:
@@ -371,6 +371,16 @@ def connected_groups(keys:pd.DataFrame) -> np.ndarray:
         for c in keys.columns: lab = lab.groupby(keys[c].to_numpy(), dropna=True).transform('min').fillna(lab).astype(int)
         if lab.equals(old): return lab.to_numpy()
 
+def join_groups(df:pd.DataFrame, pairs:pd.DataFrame) -> pd.DataFrame:
+    "`df` with the groups of each pair of rows (`pairs.a`, `pairs.b`: index labels, as `near_duplicates` gives) made one."
+    parent = {}
+    def root(g):
+        while parent.get(g, g) != g: g = parent[g]
+        return g
+    for ga, gb in zip(df.group[pairs.a], df.group[pairs.b]):
+        if root(ga) != root(gb): parent[root(gb)] = root(ga)
+    return df.assign(group=df.group.map(root))
+
 def _one_hot(df, source):
     "Diagnosis named by one-hot columns (ISIC 2019 `MEL, NV, ...`, PH2 `X` marks), or None without such columns."
     cols = [c for c in df.columns if _norm(c) in _DIAGNOSIS_TERMS]
@@ -382,7 +392,7 @@ def _one_hot(df, source):
                          f"(e.g. row {bad.idxmax()}); mark one per row with 1 or X")
     return marks.idxmax(axis=1).astype('string')
 
-# %% ../nbs/00_data.ipynb #b5c25406
+# %% ../nbs/00_data.ipynb #ecd5d7a9
 def _agree(label, diagnosis, what, source, ids):
     "Refuse rows whose `label` contradicts their known diagnosis."
     known = diagnosis.ne('unknown')
@@ -555,6 +565,12 @@ def read_isic(path, csv=None, image_dir=None, missing:str='raise', diagnosis_map
             on = first(c for c in table.columns if _key(c) in ID_COLS)
             table = table.merge(read_table(meta), how='left', on=on, suffixes=('', '_metadata'))
         df = parse_labels(table, source, diagnosis_map, tfrecord_duplicates)
+        if (dup_csv := source.with_name('ISIC_2020_Training_Duplicates.csv')).is_file():  # the official list of duplicate pairs
+            row = pd.Series(df.index, index=df.image_id)
+            pairs = read_table(dup_csv).iloc[:, :2].astype(str).apply(lambda c: c.map(row)).dropna().astype(int)
+            pairs.columns = ['a', 'b']
+            df = join_groups(df, pairs)
+            warnings.warn(f"{dup_csv}: the groups of its {len(pairs)} duplicate pairs are joined, so each pair falls in one split")
         index = ImageIndex(path if image_dir is None else image_dir)
         df.insert(0, 'path', index.paths(df.image_id.tolist()))
         if df.path.isna().all():
@@ -620,7 +636,7 @@ def split_groups(df:pd.DataFrame, valid_pct:float=0.15, test_pct:float=0.15, see
     check_splits(df)
     return df
 
-# %% ../nbs/00_data.ipynb #c51ff4eb
+# %% ../nbs/00_data.ipynb #c43b5e49
 def _dct_matrix(n):
     "Orthonormal DCT-II matrix (n, n)."
     k, i = np.arange(n)[:, None], np.arange(n)[None]
@@ -655,16 +671,6 @@ def near_duplicates(df:pd.DataFrame, max_distance:float=0.1, size:int=32, n_thre
     pairs = pairs[df.group.values[ia] != df.group.values[ib]]
     return pairs.assign(cross_split=pairs.split_a != pairs.split_b).sort_values('distance', kind='stable').reset_index(drop=True)
 
-def join_groups(df:pd.DataFrame, pairs:pd.DataFrame) -> pd.DataFrame:
-    "`df` with the groups of each pair of rows (`pairs.a`, `pairs.b`: index labels, as `near_duplicates` gives) made one."
-    parent = {}
-    def root(g):
-        while parent.get(g, g) != g: g = parent[g]
-        return g
-    for ga, gb in zip(df.group[pairs.a], df.group[pairs.b]):
-        if root(ga) != root(gb): parent[root(gb)] = root(ga)
-    return df.assign(group=df.group.map(root))
-
 # %% ../nbs/00_data.ipynb #4da40e9d
 def default_cache_dir() -> Path:
     "Where decoded-image caches live: `$ISIC_SIAMESE_CACHE`, else `~/.cache/isic_siamese`."
@@ -682,7 +688,7 @@ def _stale_partial(f:Path) -> bool:
     except PermissionError: pass  # alive, another user's
     return False
 
-# %% ../nbs/00_data.ipynb #0b011017
+# %% ../nbs/00_data.ipynb #b3f00439
 class ImageCache:
     "Images decoded once to `size` px, as a memory-mapped uint8 array (N, size, size, 3) indexed by path."
     def __init__(self, fname, paths, colour_constancy:int|None=None):
@@ -730,7 +736,7 @@ class ImageCache:
         else: os.utime(fname)  # last use, for prune_caches
         return cls(fname, paths, colour_constancy)
 
-# %% ../nbs/00_data.ipynb #448ddd69
+# %% ../nbs/00_data.ipynb #c34d160e
 _CACHE_FILE = re.compile(r'^images_(?P<size>\d+)px(?:_sog(?P<cc>\d+))?_(?P<n>\d+)_(?P<key>[0-9a-f]{16})(?P<partial>\..*\.partial)?\.npy$')
 
 def cache_info(cache_dir=None) -> pd.DataFrame:
@@ -754,7 +760,7 @@ def prune_caches(max_age_days:float|None=None, max_gb:float|None=None, cache_dir
         for f in gone.file: Path(f).unlink(missing_ok=True)
     return gone.reset_index(drop=True)
 
-# %% ../nbs/00_data.ipynb #43e73fc2
+# %% ../nbs/00_data.ipynb #e1986d77
 def cache_images(df:pd.DataFrame, size:int, externals=(), cache_dir=None, colour_constancy:int|None=None,
                  n_threads:int|None=None, progress:bool=not IN_TEST, rebuild:bool=False) -> ImageCache:
     "Decode every image a run reads (train/valid/test rows of `df`, all rows of the `externals` tables) into one `ImageCache`."
