@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_data.ipynb #a804cff5
 from __future__ import annotations
-import os, hashlib, json, warnings
+import os, io, re, sys, time, socket, hashlib, json, warnings
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import SimpleNamespace as NS
 from pathlib import Path
 
-import numpy as np, pandas as pd, torch
-from PIL import Image, ImageDraw, ImageFilter
+import numpy as np, pandas as pd, torch, h5py
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from fastcore.all import *
 from fastprogress.fastprogress import progress_bar
 from sklearn.model_selection import StratifiedGroupKFold
@@ -21,10 +22,14 @@ from fastai.vision.all import (Transform, TensorImage, TransformBlock, CategoryB
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['IN_TEST', 'ID_COLS', 'GROUP_COLS', 'LABEL_CSVS', 'IMAGE_DIRS', 'IMAGE_EXTS', 'CLASSES', 'AUG_PRESETS', 'Hardware',
-           'hardware', 'Registry', 'UnreadableImageError', 'load_rgb', 'shades_of_gray', 'draw_lesion',
-           'make_demo_data', 'demo_data_cli', 'parse_labels', 'read_isic', 'split_groups', 'default_cache_dir',
-           'ImageCache', 'LesionLoader', 'BlurSharpen', 'lesion_tfms', 'label_name', 'lesion_block', 'lesion_dls',
+__all__ = ['IN_TEST', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTS', 'HDF5_EXTS', 'ID_COLS', 'GROUP_COLS', 'DIAGNOSIS_COLS', 'LABEL_CSVS',
+           'LIBRARY_COLS', 'CLASSES', 'DIAGNOSES', 'SENTINEL_IDS', 'FOLDER_SPLITS', 'FOLDER_LABELS', 'MIN_PER_CLASS',
+           'AUG_PRESETS', 'Hardware', 'hardware', 'Registry', 'UnreadableImageError', 'hdf5_member', 'read_image_bytes',
+           'load_rgb', 'shades_of_gray', 'draw_lesion', 'make_demo_data', 'demo_data_cli', 'image_files',
+           'identical_files', 'ImageIndex', 'read_table', 'diagnosis_of', 'connected_groups', 'join_groups',
+           'parse_labels', 'diagnosis_mapping', 'read_isic', 'check_splits', 'split_groups', 'perceptual_hashes',
+           'near_duplicates', 'default_cache_dir', 'ImageCache', 'cache_info', 'prune_caches', 'cache_images',
+           'readable_images', 'LesionLoader', 'BlurSharpen', 'lesion_tfms', 'label_name', 'lesion_block', 'lesion_dls',
            'rows_dl', 'download_isic']
 
 # %% ../nbs/00_data.ipynb #3e66fe56
@@ -60,21 +65,81 @@ class Registry(dict):
         return super().__getitem__(name)
 
 # %% ../nbs/00_data.ipynb #7331930c
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # largest width x height decoded; larger files are refused as oversized
+
 class UnreadableImageError(OSError):
     "An image file that is missing or cannot be decoded; `paths` lists every offending file."
     def __init__(self, msg, paths=()): super().__init__(msg); self.paths = list(paths)
 
+_H5_PATH = re.compile(r'^(.+\.(?:hdf5|h5))::(.+)$', re.IGNORECASE)
+_h5_handles = {}
+
+def hdf5_member(path) -> tuple|None:
+    "`(file, key)` when `path` names an image stored in an HDF5 file as `file.hdf5::key`, else None."
+    m = _H5_PATH.match(str(path))
+    return (m[1], m[2]) if m else None
+
+def _h5(fname):
+    "Read-only `h5py.File`, opened once per process (a handle does not survive a fork)."
+    k = (os.getpid(), str(fname))
+    if k not in _h5_handles: _h5_handles[k] = h5py.File(fname, 'r')
+    return _h5_handles[k]
+
+def read_image_bytes(path) -> bytes:
+    "The encoded bytes of an image file, or of the `file.hdf5::key` member holding them."
+    if m := hdf5_member(path):
+        v = _h5(m[0])[m[1]][()]
+        return v.tobytes() if isinstance(v, np.ndarray) else bytes(v)
+    return Path(path).read_bytes()
+
+# %% ../nbs/00_data.ipynb #a7805d98
+_WIDE_RANGES = {'F': (1., 255., 65535.), 'I': (255., 65535., 2.**32 - 1)}
+
+def _to_rgb(im:Image.Image) -> Image.Image:
+    "8-bit RGB of any Pillow mode; high-bit-depth greyscale is scaled from its nominal range, not clipped."
+    if im.mode in _WIDE_RANGES or im.mode.startswith('I;16'):
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        ranges = (65535.,) if im.mode.startswith('I;16') else _WIDE_RANGES[im.mode]
+        full = next((r for r in ranges if a.max(initial=0) <= r), a.max())
+        return Image.fromarray(np.clip(a*(255/full), 0, 255).round().astype(np.uint8)).convert('RGB')
+    if im.mode in ('La', 'RGBa'): im = im.convert(im.mode.upper())  # premultiplied alpha converts only through LA/RGBA
+    return im.convert('RGB')
+
 def load_rgb(path, size:int|None=None, colour_constancy:int|None=None) -> np.ndarray:
-    "Decode `path` as an RGB uint8 array, squished to `size`x`size` pixels, with optional `shades_of_gray` power."
+    "Decode `path` (a file or `file.hdf5::key`) upright as RGB uint8 (H, W, 3), squished to `size`x`size`, with optional `shades_of_gray` power."
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(read_image_bytes(path)) if hdf5_member(path) else path) as im:
+            if im.width*im.height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"oversized: {im.width}x{im.height} pixels, more than MAX_IMAGE_PIXELS={MAX_IMAGE_PIXELS:,}")
             if size and im.format == 'JPEG': im.draft('RGB', (size, size))
-            im = im.convert('RGB')
+            im = _to_rgb(ImageOps.exif_transpose(im))
             if size: im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
             arr = np.asarray(im)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise UnreadableImageError(f"{path}: cannot read image ({e}). Replace the file or remove its row from the table.", [path]) from e
+    except Exception as e:  # whatever a decoder raises (OSError, DecompressionBombError, KeyError, ...), the file is unusable
+        why = f"oversized: {e}" if isinstance(e, Image.DecompressionBombError) else str(e)
+        raise UnreadableImageError(f"{path}: cannot read image ({why}). Replace the file or remove its row from the table.", [path]) from e
     return shades_of_gray(arr, colour_constancy) if colour_constancy else arr
+
+# %% ../nbs/00_data.ipynb #190f6ef7
+def _on_threads(fn, n:int, n_threads:int|None=None, progress:bool=False) -> dict:
+    "Run `fn(i)` for i < `n` on threads; `{i: message}` of each `UnreadableImageError`. Ctrl-C cancels the queued work."
+    errs = {}
+    def one(i):
+        try: fn(i)
+        except UnreadableImageError as e: errs[i] = str(e)
+    ex = ThreadPoolExecutor(n_threads or min(16, (os.cpu_count() or 1) + 2))
+    try:
+        for _ in progress_bar(ex.map(one, range(n)), total=n, display=progress): pass
+    finally: ex.shutdown(wait=True, cancel_futures=True)
+    return dict(sorted(errs.items()))
+
+def _raise_unreadable(errs:dict, paths, what='decode'):
+    "One `UnreadableImageError` naming every file of `errs` (from `_on_threads`)."
+    if not errs: return
+    bad = [paths[i] for i in errs]
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ''
+    raise UnreadableImageError(f"{len(bad)} of {len(paths)} images cannot be read: {', '.join(map(str, bad[:10]))}{more} "
+                               f"(first: {next(iter(errs.values()))}) Remove their rows (the exception's .paths lists them all) and {what} again.", bad)
 
 # %% ../nbs/00_data.ipynb #225a12ca
 def shades_of_gray(img:np.ndarray, p:int=6) -> np.ndarray:
@@ -146,88 +211,401 @@ def demo_data_cli(dest:str='data/demo',  # Folder to write the demo data set to
     "Write the synthetic demo data set in the ISIC 2020 layout."
     print(make_demo_data(dest, n_patients, images_per_patient, size, seed=seed))
 
+# %% ../nbs/00_data.ipynb #5f438da5
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+HDF5_EXTS = ('.hdf5', '.h5')
+
+def _skipped(name:str) -> bool: return name.startswith('.') or name == '__MACOSX'
+
+def _walk(folder, exts) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not _skipped(d))
+        found += [os.path.join(root, f) for f in files if not _skipped(f) and os.path.splitext(f)[1].lower() in exts]
+    return sorted(found)
+
+def image_files(folder) -> list[str]:
+    "Sorted paths of the images (`IMAGE_EXTS`, any letter case) under `folder`, recursively; hidden files, `._*` and `__MACOSX/` skipped."
+    if not Path(folder).is_dir(): raise FileNotFoundError(f"{folder}: no such folder")
+    return _walk(folder, IMAGE_EXTS)
+
+# %% ../nbs/00_data.ipynb #eda8253d
+def _nbytes(path) -> int:
+    if m := hdf5_member(path): return int(_h5(m[0])[m[1]].nbytes)
+    return os.stat(path).st_size
+
+def _sha1(path, quick=False) -> str:
+    "SHA-1 of a file's bytes, or with `quick` of its size and first and last 8 KB (equal quick digests still need the full one)."
+    if hdf5_member(path) or not quick: return hashlib.sha1(read_image_bytes(path)).hexdigest()
+    with open(path, 'rb') as f:
+        h = hashlib.sha1(str(os.fstat(f.fileno()).st_size).encode() + f.read(8192))
+        f.seek(-min(8192, os.fstat(f.fileno()).st_size), os.SEEK_END); h.update(f.read())
+    return h.hexdigest()
+
+def identical_files(paths) -> dict:
+    "`{path: sha1}` for each of `paths` whose bytes equal another one's; files of unique size are never read."
+    paths = list(dict.fromkeys(map(str, paths)))
+    cands = pd.Series(paths, dtype=object)
+    for key in (_nbytes, partial(_sha1, quick=True), _sha1):  # cheap filters first, full digest to confirm
+        if not len(cands): return {}
+        keys = cands.map(key)
+        dup = keys.duplicated(keep=False)
+        cands, keys = cands[dup], keys[dup]
+    return dict(zip(cands, keys))
+
+class ImageIndex:
+    "Every image under `roots`, found by one recursive scan and looked up by id (file stem, file name or relative path)."
+    def __init__(self, roots):
+        self.roots = [Path(r) for r in (roots if is_listy(roots) else [roots])]
+        for r in self.roots:
+            if not r.is_dir(): raise FileNotFoundError(f"{r}: no such image folder")
+        found = list(dict.fromkeys(f for r in self.roots for f in _walk(r, IMAGE_EXTS + HDF5_EXTS)))
+        self.h5_files = [f for f in found if f.lower().endswith(HDF5_EXTS)]
+        self.files = [f for f in found if not f.lower().endswith(HDF5_EXTS)]
+        self.by_stem = defaultdict(list)
+        for f in self.files: self.by_stem[os.path.splitext(os.path.basename(f))[0]].append(f)
+    def __len__(self): return len(self.files)
+    __repr__ = basic_repr('roots')
+
+    def find(self, image_id) -> str|None:
+        "Path of the file `image_id` names, None if none; `ValueError` if it names two different files."
+        i = str(image_id).strip().replace('\\', '/')
+        stem, ext = os.path.splitext(i)
+        if ext.lower() not in IMAGE_EXTS: stem, ext = i, ''
+        cands = self.by_stem.get(stem.rsplit('/', 1)[-1], [])
+        if ext: cands = [c for c in cands if c.lower().endswith(ext.lower())] or cands
+        if '/' in stem: cands = [c for c in cands if os.path.splitext(c)[0].replace(os.sep, '/').endswith('/' + stem)]
+        if len(cands) > 1 and len(identical_files(cands)) < len(cands):
+            raise ValueError(f"image id {image_id!r} matches {len(cands)} different files: {', '.join(cands[:3])}; "
+                             "remove the extra copies, or pass image_dir= to say which folder holds the images")
+        return cands[0] if cands else None
+
+    def paths(self, ids) -> list:
+        "Path of each of `ids` (None where absent); ids that no file has are looked up in the tree's HDF5 files."
+        out = [self.find(i) for i in ids]
+        for h5f in self.h5_files:
+            todo = [k for k, p in enumerate(out) if p is None]
+            if not todo: break
+            keys = set(_h5(h5f).keys())
+            for k in todo:
+                if str(ids[k]) in keys: out[k] = f"{h5f}::{ids[k]}"
+        return out
+
 # %% ../nbs/00_data.ipynb #5cc50ae6
-ID_COLS = ('image_name', 'isic_id', 'image_id')
-GROUP_COLS = ('patient_id', 'lesion_id')
-LABEL_CSVS = ('train-metadata.csv', 'train.csv', 'ISIC_2020_Training_GroundTruth.csv', 'labels.csv')
-IMAGE_DIRS = ('train', 'jpeg/train', 'train-image/image', 'ISIC_2020_Training_JPEG/train',
-              'ISIC_2020_Training_JPEG', 'images', 'image', '.')
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png')
+ID_COLS = ('image_name', 'isic_id', 'image_id', 'image', 'img_id', 'path', 'filename', 'file')
+GROUP_COLS = ('patient_id', 'lesion_id', 'group')
+DIAGNOSIS_COLS = ('diagnosis', 'dx', 'diagnostic', 'iddx_full')
+LABEL_CSVS = ('train-metadata.csv', 'train.csv', 'ISIC_2020_Training_GroundTruth_v2.csv', 'ISIC_2020_Training_GroundTruth.csv',
+              'ISIC_2019_Training_GroundTruth.csv', 'labels.csv', 'HAM10000_metadata.csv', 'HAM10000_metadata.tab',
+              'metadata.csv', 'PH2_dataset.txt', 'PH2_dataset.xlsx')
+LIBRARY_COLS = ('path', 'image_id', 'label', 'group', 'split', 'diagnosis', 'diagnosis_source')
 CLASSES = ('benign', 'melanoma')
 
-def _first_col(df, names, source, what):
-    col = first(n for n in names if n in df.columns)
-    if col is None: raise KeyError(f"{source}: no {what} column; expected one of {list(names)}, found {list(df.columns)}")
-    return col
+def _key(name) -> str: return re.sub(r'[^a-z0-9]+', '_', str(name).strip().lower()).strip('_')
 
-def parse_labels(df:pd.DataFrame, source='label table') -> pd.DataFrame:
-    "Tidy an ISIC-style label table: `image_id`, `label`, `group`, `split`, then its other columns."
-    idc = _first_col(df, ID_COLS, source, 'image id')
-    if 'target' in df.columns: label = df['target']
-    elif 'benign_malignant' in df.columns: label = df['benign_malignant'].map({'benign': 0, 'malignant': 1})
-    else: raise KeyError(f"{source}: no label column; expected 'target' (0/1) or 'benign_malignant', found {list(df.columns)}")
-    bad = ~label.isin([0, 1])
+def _promote_header(raw:pd.DataFrame, source) -> pd.DataFrame:
+    "A sheet read without header, with its first row that names an image-id column as the header."
+    row = first(i for i in range(len(raw)) if any(_key(v) in ID_COLS + ('name',) for v in raw.iloc[i]))
+    if row is None: raise KeyError(f"{source}: no header row naming an image id column ({', '.join(ID_COLS)})")
+    df = raw.iloc[row + 1:].dropna(how='all')
+    df.columns = [str(c).strip() for c in raw.iloc[row]]
+    return df.loc[:, [c != 'nan' for c in df.columns]].reset_index(drop=True)
+
+def _pipe_table(fname) -> pd.DataFrame:
+    "PH2's `PH2_dataset.txt`: `|| Name || Histological Diagnosis || Clinical Diagnosis || ...` rows; clinical codes 0/1/2 named."
+    rows = [[c.strip() for c in l.strip().strip('|').split('||')] for l in open(fname, encoding='utf-8-sig', errors='replace')
+            if l.strip().startswith('|')]
+    header, body = rows[0], [r for r in rows[1:] if any(r)]
+    df = pd.DataFrame([(r + ['']*len(header))[:len(header)] for r in body], columns=header)
+    if {'Name', 'Clinical Diagnosis'} <= set(df.columns):
+        df = df.rename(columns={'Name': 'image_name'})
+        df['diagnosis'] = df['Clinical Diagnosis'].map({'0': 'common nevus', '1': 'atypical nevus', '2': 'melanoma'})
+    return df
+
+def read_table(fname) -> pd.DataFrame:
+    "A label table: CSV with its delimiter sniffed (`,` `;` tab `|`), an Excel sheet (header row found) or PH2's `||` text table."
+    fname = Path(fname)
+    if not fname.is_file(): raise FileNotFoundError(f"{fname}: no such label table")
+    if fname.suffix.lower() in ('.xlsx', '.xls'):
+        try: return _promote_header(pd.read_excel(fname, header=None), fname)
+        except ImportError as e:
+            raise ImportError(f"{fname}: reading Excel files needs openpyxl (pip install openpyxl); or save the sheet as CSV") from e
+    with open(fname, encoding='utf-8-sig', errors='replace') as f: head = f.readline()
+    if head.lstrip().startswith('|'): return _pipe_table(fname)
+    return pd.read_csv(fname, sep=max([',', ';', '\t', '|'], key=head.count), encoding='utf-8-sig').rename(columns=str.strip)
+
+# %% ../nbs/00_data.ipynb #0878dcc6
+DIAGNOSES = ('melanoma', 'nevus', 'basal cell carcinoma', 'actinic keratosis', 'benign keratosis', 'dermatofibroma',
+             'vascular lesion', 'squamous cell carcinoma', 'unknown')
+_DIAGNOSIS_TERMS = {
+    'mel': 'melanoma', 'melanoma': 'melanoma', 'nv': 'nevus', 'nev': 'nevus', 'nevus': 'nevus', 'common nevus': 'nevus',
+    'atypical nevus': 'nevus', 'bcc': 'basal cell carcinoma', 'ak': 'actinic keratosis', 'akiec': 'actinic keratosis',
+    'ack': 'actinic keratosis', 'bkl': 'benign keratosis', 'sek': 'benign keratosis', 'df': 'dermatofibroma',
+    'vasc': 'vascular lesion', 'scc': 'squamous cell carcinoma', 'unk': 'unknown', 'unknown': 'unknown', 'other': 'unknown',
+    'miscellaneous': 'unknown', 'melanosis': 'unknown', 'cafe-au-lait macule': 'unknown',
+    'atypical melanocytic proliferation': 'unknown', 'benign': 'unknown', 'indeterminate': 'unknown'}
+_DIAGNOSIS_RULES = (  # (keywords, diagnosis) for longer names; the first match wins
+    (r'melanoma|lentigo maligna', 'melanoma'), (r'basal cell carcinoma', 'basal cell carcinoma'),
+    (r'squamous cell carcinoma|bowen', 'squamous cell carcinoma'), (r'actinic keratos', 'actinic keratosis'),
+    (r'keratos|lentigo|lichen', 'benign keratosis'), (r'dermatofibroma', 'dermatofibroma'),
+    (r'\bn(a)?ev(us|i)\b', 'nevus'), (r'vascular|angioma|angiokeratoma|pyogenic granuloma', 'vascular lesion'))
+
+def _norm(term) -> str: return re.sub(r'\s+', ' ', str(term).replace('_', ' ')).strip().lower()
+
+def _check_map(diagnosis_map):
+    bad = {k: v for k, v in (diagnosis_map or {}).items() if v not in DIAGNOSES}
+    if bad: raise ValueError(f"diagnosis_map: {bad} maps to no diagnosis; use one of {list(DIAGNOSES)}")
+    return {_norm(k): v for k, v in (diagnosis_map or {}).items()}
+
+def diagnosis_of(term, diagnosis_map:dict|None=None) -> str|None:
+    "The `DIAGNOSES` entry for a source's diagnosis `term` (ISIC 2024 `a::b::c` paths by their deepest known level), None if not understood."
+    if term is None or (not isinstance(term, str) and pd.isna(term)): return None
+    extra = _check_map(diagnosis_map)
+    for part in reversed(str(term).split('::')):
+        t = _norm(part)
+        if t in extra: return extra[t]
+        if t in _DIAGNOSIS_TERMS: return _DIAGNOSIS_TERMS[t]
+        if d := first(d for rx, d in _DIAGNOSIS_RULES if re.search(rx, t)): return d
+    return None
+
+# %% ../nbs/00_data.ipynb #42d52de6
+SENTINEL_IDS = ('', '-1', '-1.0', 'nan', 'none', 'null', 'na', 'n/a', 'unknown', '?')
+
+def _ids(s:pd.Series) -> pd.Series:
+    "Id column as stripped strings, missing and sentinel values (`SENTINEL_IDS`, any case) as NA."
+    s = s.astype('string').str.strip()
+    return s.mask(s.str.lower().isin(SENTINEL_IDS))
+
+def connected_groups(keys:pd.DataFrame) -> np.ndarray:
+    "Component number of each row, rows linked when they share a non-missing value in any column of `keys`."
+    lab = pd.Series(np.arange(len(keys)), index=keys.index)
+    while True:
+        old = lab
+        for c in keys.columns: lab = lab.groupby(keys[c].to_numpy(), dropna=True).transform('min').fillna(lab).astype(int)
+        if lab.equals(old): return lab.to_numpy()
+
+def join_groups(df:pd.DataFrame, pairs:pd.DataFrame) -> pd.DataFrame:
+    "`df` with the groups of each pair of rows (`pairs.a`, `pairs.b`: index labels, as `near_duplicates` gives) made one."
+    parent = {}
+    def root(g):
+        while parent.get(g, g) != g: g = parent[g]
+        return g
+    for ga, gb in zip(df.group[pairs.a], df.group[pairs.b]):
+        if root(ga) != root(gb): parent[root(gb)] = root(ga)
+    return df.assign(group=df.group.map(root))
+
+def _one_hot(df, source):
+    "Diagnosis named by one-hot columns (ISIC 2019 `MEL, NV, ...`, PH2 `X` marks), or None without such columns."
+    cols = [c for c in df.columns if _norm(c) in _DIAGNOSIS_TERMS]
+    if len(cols) < 2: return None
+    marks = pd.DataFrame({c: df[c].astype(str).str.strip().str.upper().isin(['1', '1.0', 'X', 'TRUE', 'YES']) for c in cols})
+    bad = marks.sum(axis=1).ne(1)
     if bad.any():
-        raise ValueError(f"{source}: label column has {bad.sum()} rows that are not 0/1 "
-                         f"(e.g. {df.loc[bad, idc].iloc[0]!r}: {df.loc[bad].iloc[0].get('target', df.loc[bad].iloc[0].get('benign_malignant'))!r}); "
-                         "use 1 for melanoma and 0 for benign")
-    group = pd.Series(pd.NA, index=df.index, dtype=object)
-    for c in GROUP_COLS:
-        if c in df.columns: group = group.fillna(df[c].replace('', pd.NA))
-    group = group.fillna(df[idc]).astype(str)
-    split = (df['split'].astype(str).str.contains('test').map({True: 'test', False: ''})
-             if 'split' in df.columns else pd.Series('', index=df.index))
-    tidy = pd.DataFrame(dict(image_id=df[idc].astype(str), label=label.astype(int), group=group, split=split))
-    rest = df.drop(columns=[c for c in (idc, 'target', 'split') if c in df.columns])
-    return pd.concat([tidy, rest], axis=1).reset_index(drop=True)
+        raise ValueError(f"{source}: {bad.sum()} rows do not mark exactly one of the diagnosis columns {cols} "
+                         f"(e.g. row {bad.idxmax()}); mark one per row with 1 or X")
+    return marks.idxmax(axis=1).astype('string')
+
+# %% ../nbs/00_data.ipynb #ecd5d7a9
+def _agree(label, diagnosis, what, source, ids):
+    "Refuse rows whose `label` contradicts their known diagnosis."
+    known = diagnosis.ne('unknown')
+    bad = (label.eq(1) & known & diagnosis.ne('melanoma')) | (label.eq(0) & diagnosis.eq('melanoma'))
+    if bad.any():
+        i = bad.idxmax()
+        raise ValueError(f"{source}: {what} contradicts the diagnosis on {bad.sum()} rows (e.g. {ids[i]}: {what} {label[i]}, "
+                         f"diagnosis {diagnosis[i]!r}); the label means melanoma: fix those rows, or delete the {what} column "
+                         "to take the label from the diagnosis")
+
+def parse_labels(df:pd.DataFrame, source='label table', diagnosis_map:dict|None=None,
+                 tfrecord_duplicates:str='drop') -> pd.DataFrame:
+    "Tidy an ISIC-style label table: `image_id`, `label`, `group`, `split`, `diagnosis`, `diagnosis_source`, then its other columns."
+    if tfrecord_duplicates not in ('drop', 'keep'): raise ValueError(f"tfrecord_duplicates={tfrecord_duplicates!r}; use 'drop' or 'keep'")
+    df = df.rename(columns=lambda c: str(c).strip()).reset_index(drop=True)
+    cols = {}
+    for c in df.columns: cols.setdefault(_key(c), c)
+    idc = first(cols[k] for k in ID_COLS if k in cols)
+    if idc is None: raise KeyError(f"{source}: no image id column; expected one of {list(ID_COLS)}, found {list(df.columns)}")
+    ids = df[idc].astype('string').str.strip()
+    if ids.isna().any() or ids.eq('').any():
+        raise ValueError(f"{source}: {(ids.isna() | ids.eq('')).sum()} rows have no image id in column {idc!r}; fill them in or delete those rows")
+    # diagnosis: a diagnosis column, else one-hot columns
+    dxc = first(cols[k] for k in DIAGNOSIS_COLS if k in cols)
+    dx_src = df[dxc].astype('string') if dxc else _one_hot(df, source)
+    extra = _check_map(diagnosis_map)
+    if dx_src is not None:
+        terms = {t: diagnosis_of(t, extra) for t in dx_src.dropna().unique()}
+        diagnosis = dx_src.map(terms).astype(object)
+        unknown_terms = sorted(str(t) for t, d in terms.items() if d is None)
+    # label: target, else the diagnosis, else benign_malignant
+    tc = None if 'iddx_full' in cols else cols.get('target')  # ISIC 2024's target means any cancer
+    if tc is not None:
+        label = pd.to_numeric(df[tc], errors='coerce')
+        bad = ~label.isin([0, 1])
+        if bad.any():
+            raise ValueError(f"{source}: label column {tc!r} has {bad.sum()} rows that are not 0/1 "
+                             f"(e.g. {ids[bad.idxmax()]!r}: {df.loc[bad.idxmax(), tc]!r}); use 1 for melanoma and 0 for benign")
+        label = label.astype(int)
+        if dx_src is not None:
+            if unknown_terms: warnings.warn(f"{source}: diagnoses not understood, kept as 'unknown': {unknown_terms}; "
+                                            "name them with diagnosis_map={'term': 'nevus', ...}")
+            diagnosis = diagnosis.fillna('unknown')
+            _agree(label, diagnosis, tc, source, ids)
+    elif dx_src is not None:
+        if unknown_terms or dx_src.isna().any():
+            raise ValueError(f"{source}: the label comes from the diagnosis, and {len(unknown_terms)} terms are not understood "
+                             f"({unknown_terms[:5]}) and {dx_src.isna().sum()} rows have none; name the terms with "
+                             f"diagnosis_map={{'term': 'nevus', ...}} (one of {list(DIAGNOSES)}) or add a 0/1 target column")
+        label = diagnosis.eq('melanoma').astype(int)
+    elif 'benign_malignant' in cols:
+        label = df[cols['benign_malignant']].astype('string').str.strip().str.lower().map({'benign': 0, 'malignant': 1})
+        if label.isna().any():
+            raise ValueError(f"{source}: column 'benign_malignant' has {label.isna().sum()} rows that are neither 'benign' "
+                             "nor 'malignant'; fix them or add a 0/1 target column")
+        label = label.astype(int)
+    else:
+        raise KeyError(f"{source}: no label column; expected 'target' (0/1), a diagnosis column ({', '.join(DIAGNOSIS_COLS)}), "
+                       f"one-hot diagnosis columns (MEL, NV, ...) or 'benign_malignant'; found {list(df.columns)}")
+    one_hot = [] if dx_src is None or dxc else [c for c in df.columns if _norm(c) in _DIAGNOSIS_TERMS]
+    if dx_src is None: dx_src, diagnosis = pd.Series(pd.NA, index=df.index, dtype='string'), label.map({1: 'melanoma', 0: 'unknown'})
+    elif 'benign_malignant' in cols and tc is None:  # 'malignant' may be any cancer, but a melanoma is never 'benign'
+        _agree(label.where(df[cols['benign_malignant']].astype(str).str.lower().ne('benign'), 0), diagnosis, 'benign_malignant', source, ids)
+    # groups: connected components of shared patient, lesion, user group and image ids
+    keys = pd.DataFrame({k: _ids(df[cols[k]]) for k in GROUP_COLS if k in cols}, index=df.index).assign(image_id=ids)
+    if 'patient_id' in keys and keys.patient_id.isna().any():
+        n, by_lesion = keys.patient_id.isna().sum(), (keys.patient_id.isna() & keys.get('lesion_id', pd.Series(pd.NA, index=df.index)).notna()).sum()
+        warnings.warn(f"{source}: {n} rows have no usable patient_id (-1, empty, NaN or 'unknown'); they are grouped by "
+                      f"lesion_id ({by_lesion} rows) or by image id ({n - by_lesion}), never pooled into one group")
+    repeated = ids.duplicated(keep=False)
+    if repeated.any():
+        clash = label[repeated].groupby(ids[repeated]).nunique().gt(1)
+        if clash.any(): raise ValueError(f"{source}: image ids listed with both labels, e.g. {list(clash.index[clash][:3])}; keep one row per image")
+        warnings.warn(f"{source}: {ids[repeated].nunique()} image ids are listed on more than one row ({repeated.sum()} rows), "
+                      f"e.g. {list(ids[repeated].unique()[:3])}; each one's rows are kept in one group")
+    names = keys.iloc[:, 0]
+    for c in keys.columns[1:]: names = names.fillna(keys[c])  # first patient, else lesion, ... else image id
+    group = names.groupby(connected_groups(keys)).transform('first')
+    split = (df[cols['split']].astype(str).str.lower().str.contains('test').map({True: 'test', False: ''})
+             if 'split' in cols else pd.Series('', index=df.index))
+    tidy = pd.DataFrame(dict(image_id=ids.astype(str), label=label, group=group.astype(str), split=split,
+                             diagnosis=diagnosis, diagnosis_source=dx_src))
+    rest = df.drop(columns=[c for c in (idc, dxc, cols.get('target') if tc else None, *one_hot) if c])
+    rest = rest.rename(columns={c: f'{c}_source' for c in rest.columns if c in LIBRARY_COLS})
+    if 'iddx_full' in cols and 'target' in cols: rest = rest.rename(columns={cols['target']: 'malignant'})
+    out = pd.concat([tidy, rest], axis=1)
+    if 'tfrecord' in cols and tfrecord_duplicates == 'drop':
+        dup = pd.to_numeric(df[cols['tfrecord']], errors='coerce').eq(-1)
+        if dup.any():
+            warnings.warn(f"{source}: dropped {dup.sum()} rows marked tfrecord == -1 (Kaggle's duplicate images; "
+                          f"{label[dup].sum()} of them melanoma); pass tfrecord_duplicates='keep' to keep them")
+            out = out[~dup]
+    return out.reset_index(drop=True)
 
 # %% ../nbs/00_data.ipynb #81ba9a52
-def _class_folders(path):
-    "Images in class-per-folder layout (`0`/`1` or `benign`/`malignant`/`melanoma`), under `path` or `path/train`."
-    names = {'0': 0, '1': 1, 'benign': 0, 'malignant': 1, 'melanoma': 1}
-    for root in (path/'train', path):
-        dirs = [d for d in root.iterdir() if d.is_dir() and d.name.lower() in names] if root.is_dir() else []
-        if dirs:
-            rows = [dict(image_id=f.stem, label=names[d.name.lower()], path=str(f))
-                    for d in sorted(dirs) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
-            df = pd.DataFrame(rows, columns=['image_id', 'label', 'path'])
-            return df.assign(group=df.image_id, split='')[['image_id', 'label', 'group', 'split', 'path']]
+FOLDER_SPLITS = {'train': '', 'training': '', 'val': '', 'valid': '', 'validation': '', 'test': 'test', 'testing': 'test'}
+FOLDER_LABELS = {'0': 0, '1': 1, 'benign': 0, 'malignant': 1}
+_shown_mappings = set()
 
-def _image_paths(ids, root, image_dir=None):
-    "Paths of `ids` in the first folder under `root` that holds them (or `image_dir`)."
-    dirs = [Path(image_dir)] if image_dir else [root/d for d in IMAGE_DIRS]
-    probe = list(ids[:20])
-    for d in dirs:
-        for ext in IMAGE_EXTS:
-            if any((d/f'{i}{ext}').exists() for i in probe): return [str(d/f'{i}{ext}') for i in ids]
-    raise FileNotFoundError(f"{root}: found none of the images {probe[:3]}... in {[str(d) for d in dirs]}; "
-                            "pass image_dir= to say where they are")
+def _folder_class(name, diagnosis_map=None):
+    "(label, diagnosis) a class folder's name stands for, None if not understood."
+    if name.lower() in FOLDER_LABELS: return FOLDER_LABELS[name.lower()], ('melanoma' if FOLDER_LABELS[name.lower()] else 'unknown')
+    d = diagnosis_of(name, diagnosis_map)
+    return None if d is None else (int(d == 'melanoma'), d)
 
-def read_isic(path, csv=None, image_dir=None, missing:str='raise') -> pd.DataFrame:
-    "Tidy table (`path`, `label`, `group`, `split`, ...) of an ISIC data folder in any supported layout."
+def _class_folders(path, diagnosis_map=None) -> pd.DataFrame|None:
+    "Tidy table of a folder-per-class tree (under `path` or its train/test folders), None if no subfolder holds images."
+    subdirs = lambda d: sorted(p for p in d.iterdir() if p.is_dir() and not _skipped(p.name))
+    splits = [d for d in subdirs(path) if d.name.lower() in FOLDER_SPLITS]
+    rows, unknown = [], []
+    for root, split in ([(d, FOLDER_SPLITS[d.name.lower()]) for d in splits] or [(path, '')]):
+        for d in subdirs(root):
+            files = image_files(d)
+            if not files: continue
+            if (cls := _folder_class(d.name, diagnosis_map)) is None: unknown.append(d.relative_to(path).as_posix()); continue
+            rows += [dict(path=f, image_id=Path(f).relative_to(path).with_suffix('').as_posix(), label=cls[0], split=split,
+                          diagnosis=cls[1], diagnosis_source=d.name) for f in files]
+    if unknown:
+        raise ValueError(f"{path}: no label table, and the folders {unknown} are not class names. Understood: 0/1, benign/malignant "
+                         f"and the diagnoses {list(DIAGNOSES)} by their usual names (mel, nv, bcc, akiec, bkl, df, vasc, scc, seborrheic "
+                         "keratosis, pigmented benign keratosis, ...); rename them, name them with diagnosis_map=, or pass csv= for a label table")
+    if not rows: return None
+    df = pd.DataFrame(rows)
+    return df.assign(group=df.image_id)[['path', 'image_id', 'label', 'group', 'split', 'diagnosis', 'diagnosis_source']]
+
+def diagnosis_mapping(df:pd.DataFrame) -> pd.DataFrame:
+    "How a tidy table's source terms map to diagnoses and classes, with the number of images of each."
+    m = df.assign(diagnosis_source=df.diagnosis_source.astype(object).fillna('(none)'), cls=df.label.map(dict(enumerate(CLASSES))))
+    return m.groupby(['diagnosis_source', 'diagnosis', 'cls']).size().rename('images').reset_index().rename(columns=dict(cls='class'))
+
+def _print_mapping(df, source):
+    "Print `diagnosis_mapping` to stderr, once per source and mapping."
+    m = diagnosis_mapping(df)
+    key = (str(source), tuple(map(tuple, m.iloc[:, :3].values)))
+    if key in _shown_mappings: return
+    _shown_mappings.add(key)
+    print(f"{source}: diagnoses (source term -> diagnosis -> class: images)", file=sys.stderr)
+    for term, d, c, n in m.values: print(f"  {term} -> {d} -> {c}: {n}", file=sys.stderr)
+
+def _link_identical(df, source) -> pd.DataFrame:
+    "Put rows whose files have identical bytes in one group; refuse identical files with different labels."
+    same = identical_files(df.path)
+    if not same: return df
+    digest = df.path.map(same)
+    clash = df.label.groupby(digest).nunique().gt(1)
+    if clash.any():
+        raise ValueError(f"{source}: identical files with different labels: {', '.join(df.path[digest.eq(clash.index[clash][0])])}; "
+                         "delete the wrongly labelled copy or its row")
+    warnings.warn(f"{source}: {len(same)} files are identical to another listed file (e.g. {', '.join(df.path[digest.eq(digest.dropna().iloc[0])])}); "
+                  "each set is kept in one group, so it falls in one split")
+    comp = connected_groups(pd.DataFrame(dict(group=df.group, digest=digest)))
+    return df.assign(group=df.group.groupby(comp).transform('first'))
+
+def read_isic(path, csv=None, image_dir=None, missing:str='raise', diagnosis_map:dict|None=None,
+              tfrecord_duplicates:str='drop', verbose:bool=True) -> pd.DataFrame:
+    "Tidy table (`path`, `image_id`, `label`, `group`, `split`, `diagnosis`, ...) of an ISIC data folder in any supported layout."
+    if missing not in ('raise', 'drop'): raise ValueError(f"missing={missing!r}; use 'raise' or 'drop'")
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such data folder")
-    if csv is None: csv = first(path/n for n in LABEL_CSVS if (path/n).exists())
+    if path.is_file() and csv is None: path, csv = path.parent, path
+    if not path.is_dir(): raise FileNotFoundError(f"{path}: no such data folder")
+    if csv is None: csv = first(path/n for n in LABEL_CSVS if (path/n).is_file())
     if csv is None:
-        df = _class_folders(path)
-        if df is None or not len(df):
-            raise FileNotFoundError(f"{path}: no label table ({', '.join(LABEL_CSVS)}) and no class folders "
-                                    "(0/1 or benign/malignant) with images; see `read_isic` for the layouts")
+        df, source = _class_folders(path, diagnosis_map), path
+        if df is None: raise FileNotFoundError(f"{path}: no label table ({', '.join(LABEL_CSVS)}; or pass csv=) and no class folders "
+                                               "with images; see `read_isic` for the layouts")
     else:
-        df = parse_labels(pd.read_csv(csv), csv)
-        df.insert(0, 'path', _image_paths(df.image_id.tolist(), path, image_dir))
-    exists = np.array([os.path.exists(p) for p in df.path])
-    if not exists.all():
-        lost = df.path[~exists].tolist()
-        if missing != 'drop':
-            raise UnreadableImageError(f"{path}: {len(lost)} of {len(df)} images listed are missing, e.g. {lost[:3]}; "
-                                       "restore them or pass missing='drop'", lost)
-        warnings.warn(f"{path}: dropped {len(lost)} rows whose image is missing, e.g. {lost[:3]}")
-        df = df[exists].reset_index(drop=True)
-    if not len(df): raise ValueError(f"{path}: the label table lists no images")
-    return df[['path', *[c for c in df.columns if c != 'path']]]
+        source, table = Path(csv), read_table(csv)
+        meta = source.with_name(source.name.replace('GroundTruth', 'Metadata'))
+        if meta != source and meta.is_file():
+            on = first(c for c in table.columns if _key(c) in ID_COLS)
+            table = table.merge(read_table(meta), how='left', on=on, suffixes=('', '_metadata'))
+        df = parse_labels(table, source, diagnosis_map, tfrecord_duplicates)
+        if (dup_csv := source.with_name('ISIC_2020_Training_Duplicates.csv')).is_file():  # the official list of duplicate pairs
+            row = pd.Series(df.index, index=df.image_id)
+            pairs = read_table(dup_csv).iloc[:, :2].astype(str).apply(lambda c: c.map(row)).dropna().astype(int)
+            pairs.columns = ['a', 'b']
+            df = join_groups(df, pairs)
+            warnings.warn(f"{dup_csv}: the groups of its {len(pairs)} duplicate pairs are joined, so each pair falls in one split")
+        index = ImageIndex(path if image_dir is None else image_dir)
+        df.insert(0, 'path', index.paths(df.image_id.tolist()))
+        if df.path.isna().all():
+            raise FileNotFoundError(f"{source}: found none of the {len(df)} images it lists (e.g. {df.image_id.tolist()[:3]}) among the "
+                                    f"{len(index)} images under {[str(r) for r in index.roots]}; pass image_dir= to say where they are")
+        lost = df[df.path.isna()]
+        if len(lost):
+            what = f"{len(lost)} of {len(df)}"
+            if missing == 'raise':
+                raise UnreadableImageError(f"{source}: {what} images listed are missing ({lost.label.sum()} of them melanoma), e.g. "
+                                           f"{lost.image_id.tolist()[:3]}, searched under {[str(r) for r in index.roots]}; restore them, pass "
+                                           "image_dir= to say where they are, or missing='drop' to continue without them", lost.image_id.tolist())
+            warnings.warn(f"{source}: dropped {what} rows whose image is missing ({lost.label.sum()} of them melanoma), "
+                          f"e.g. {lost.image_id.tolist()[:3]}")
+            df = df[df.path.notna()].reset_index(drop=True)
+    df = _link_identical(df, source)
+    if verbose: _print_mapping(df, source)
+    return df
 
 # %% ../nbs/00_data.ipynb #47198d80
+MIN_PER_CLASS = 2  # images of each class that every split needs (the validation score cross-fits 2 folds)
+
 def _group_fold(df, frac, seed):
     "Boolean mask selecting about `frac` of `df`'s groups, stratified by label."
     n_splits = max(2, round(1/frac))
@@ -236,10 +614,26 @@ def _group_fold(df, frac, seed):
     mask = np.zeros(len(df), bool); mask[idx] = True
     return mask
 
+def check_splits(df:pd.DataFrame, splits=('train', 'valid', 'test')):
+    "Refuse a split table whose `splits` lack `MIN_PER_CLASS` images of each class, or that puts a group on two sides."
+    for s in splits:
+        part = df[df.split.eq(s)]
+        n_mel, n_ben = int(part.label.sum()), int(part.label.eq(0).sum())
+        if len(part) and min(n_mel, n_ben) < MIN_PER_CLASS:
+            raise ValueError(f"split '{s}' has {n_mel} melanoma and {n_ben} benign images ({part.group.nunique()} groups); every split "
+                             f"needs at least {MIN_PER_CLASS} of each class to be trained on and scored: use more data, larger split "
+                             "fractions or another seed")
+    sides = df[df.split.isin(['train', 'valid', 'test'])].groupby('group').split.nunique()
+    if sides.gt(1).any():
+        raise ValueError(f"{sides.gt(1).sum()} groups have images in two splits (e.g. {sides.index[sides.gt(1)][0]!r}); split with split_groups")
+
 def split_groups(df:pd.DataFrame, valid_pct:float=0.15, test_pct:float=0.15, seed:int=42,
                  balanced_test:bool=False) -> pd.DataFrame:
     "Assign `split` = train/valid/test by whole groups, stratified by label; keep rows already marked 'test'."
+    missing = [c for c in ('label', 'group') if c not in df.columns]
+    if missing: raise KeyError(f"df has no {missing} column; make it with read_isic or parse_labels")
     df = df.copy()
+    if 'split' not in df: df['split'] = ''
     fixed = df.split.eq('test')
     todo = ~fixed
     if test_pct and not fixed.any():
@@ -252,18 +646,62 @@ def split_groups(df:pd.DataFrame, valid_pct:float=0.15, test_pct:float=0.15, see
         test = df[df.split.eq('test')]
         keep = test[test.label.eq(0)].sample(n=min(test.label.sum(), test.label.eq(0).sum()), random_state=seed).index
         df.loc[test.index[test.label.eq(0) & ~test.index.isin(keep)], 'split'] = 'unused'
-    for s in ('train', 'valid', 'test'):
-        part = df[df.split.eq(s)]
-        if len(part) and part.label.nunique() < 2:
-            raise ValueError(f"split '{s}' holds only label {part.label.iloc[0]} ({len(part)} images, "
-                             f"{part.group.nunique()} groups); it needs both classes: use more data or larger split fractions")
+    check_splits(df)
     return df
+
+# %% ../nbs/00_data.ipynb #c43b5e49
+def _dct_matrix(n):
+    "Orthonormal DCT-II matrix (n, n)."
+    k, i = np.arange(n)[:, None], np.arange(n)[None]
+    m = np.cos(np.pi*(2*i + 1)*k/(2*n))*np.sqrt(2/n)
+    m[0] /= np.sqrt(2)
+    return m.astype(np.float32)
+
+def perceptual_hashes(paths, size:int=32, n_threads:int|None=None, progress:bool=False) -> np.ndarray:
+    "pHash bits (N, 255) of each image: its 16x16 lowest DCT frequencies (DC left out) at `size` px greyscale, above their median."
+    D, luma = _dct_matrix(size), np.float32([0.299, 0.587, 0.114])
+    paths, bits = [str(p) for p in paths], np.zeros((len(paths), 255), bool)
+    def one(i):
+        c = (D @ (load_rgb(paths[i], size).astype(np.float32) @ luma) @ D.T)[:16, :16].ravel()[1:]
+        bits[i] = c > np.median(c)
+    _raise_unreadable(_on_threads(one, len(paths), n_threads, progress), paths, 'hash')
+    return bits
+
+def near_duplicates(df:pd.DataFrame, max_distance:float=0.1, size:int=32, n_threads:int|None=None, progress:bool=False) -> pd.DataFrame:
+    "Pairs of rows (`a`, `b`: index labels) of `df` in different groups whose images' pHashes differ in at most `max_distance` of the bits."
+    bits = perceptual_hashes(df.path, size, n_threads, progress)
+    B = bits.astype(np.float32)*2 - 1
+    ia, ib, dist, step = [np.zeros(0, int)], [np.zeros(0, int)], [np.zeros(0, np.float32)], max(1, 2**25//max(1, len(B)))
+    for s in range(0, len(B), step):
+        d = (B.shape[1] - B[s:s + step] @ B.T)/(2*B.shape[1])  # Hamming distance as a fraction of the bits
+        i, j = np.nonzero(d <= max_distance)
+        keep = j > i + s
+        ia.append(i[keep] + s); ib.append(j[keep]); dist.append(d[i[keep], j[keep]])
+    ia, ib, dist = np.concatenate(ia), np.concatenate(ib), np.concatenate(dist)
+    split = df['split'] if 'split' in df else pd.Series('', index=df.index)
+    pairs = pd.DataFrame(dict(a=df.index[ia], b=df.index[ib], image_id_a=df.image_id.values[ia], image_id_b=df.image_id.values[ib],
+                              split_a=split.values[ia], split_b=split.values[ib], distance=dist.round(4)))
+    pairs = pairs[df.group.values[ia] != df.group.values[ib]]
+    return pairs.assign(cross_split=pairs.split_a != pairs.split_b).sort_values('distance', kind='stable').reset_index(drop=True)
 
 # %% ../nbs/00_data.ipynb #4da40e9d
 def default_cache_dir() -> Path:
     "Where decoded-image caches live: `$ISIC_SIAMESE_CACHE`, else `~/.cache/isic_siamese`."
     return Path(os.environ.get('ISIC_SIAMESE_CACHE', Path.home()/'.cache'/'isic_siamese'))
 
+_PARTIAL = re.compile(r'^images_[^.]+\.(?:(?P<host>.+)\.)?(?P<pid>\d+)\.partial\.npy$')
+
+def _stale_partial(f:Path) -> bool:
+    "Whether `f` is a partial cache file left by a dead process (or a day old, from another machine)."
+    m = _PARTIAL.match(f.name)
+    if not m: return False
+    if m['host'] not in (None, socket.gethostname()): return time.time() - f.stat().st_mtime > 86400
+    try: os.kill(int(m['pid']), 0)
+    except ProcessLookupError: return True
+    except PermissionError: pass  # alive, another user's
+    return False
+
+# %% ../nbs/00_data.ipynb #b3f00439
 class ImageCache:
     "Images decoded once to `size` px, as a memory-mapped uint8 array (N, size, size, 3) indexed by path."
     def __init__(self, fname, paths, colour_constancy:int|None=None):
@@ -278,37 +716,77 @@ class ImageCache:
 
     @staticmethod
     def key(paths, size, colour_constancy=None) -> str:
-        "Hash of the file list, each file's size and mtime, the image size and the colour constancy."
-        h = hashlib.sha1(f'v1 {size} {colour_constancy}'.encode())
-        for p in paths:
-            st = os.stat(p)
-            h.update(f'{p}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
+        "Hash of the file list, each file's size, mtime and inode change time, the image size, colour constancy and decoder version."
+        h, stats = hashlib.sha1(f'v2 {size} {colour_constancy}'.encode()), {}
+        for p in map(str, paths):
+            f = (hdf5_member(p) or (p,))[0]  # an HDF5 member changes with its file
+            if f not in stats:
+                try: st = os.stat(f); stats[f] = f'{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}'
+                except OSError: stats[f] = 'missing'  # reported by the build
+            h.update(f'{p}|{stats[f]}\n'.encode())
         return h.hexdigest()[:16]
 
     @classmethod
     def build(cls, paths, size:int, cache_dir=None, colour_constancy:int|None=None, n_threads:int|None=None,
-              progress:bool=not IN_TEST):
-        "Cache for `paths` at `size`, reusing a complete earlier build with the same key."
+              progress:bool=not IN_TEST, rebuild:bool=False):
+        "Cache for `paths` at `size`, reusing a complete earlier build with the same key unless `rebuild`."
         paths = [str(p) for p in paths]
         cache_dir = Path(cache_dir or default_cache_dir()); cache_dir.mkdir(parents=True, exist_ok=True)
+        for f in cache_dir.glob('*.partial.npy'):
+            if _stale_partial(f): f.unlink(missing_ok=True)
         cc = f'_sog{colour_constancy}' if colour_constancy else ''
         fname = cache_dir/f'images_{size}px{cc}_{len(paths)}_{cls.key(paths, size, colour_constancy)}.npy'
-        if not fname.exists():
-            tmp = fname.with_name(f'{fname.stem}.{os.getpid()}.partial.npy')
-            arr = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(paths), size, size, 3))
-            def fill(i):
-                try: arr[i] = load_rgb(paths[i], size, colour_constancy)
-                except UnreadableImageError as e: return str(e)
-            with ThreadPoolExecutor(n_threads or min(16, (os.cpu_count() or 1) + 2)) as ex:
-                errs = [e for e in progress_bar(ex.map(fill, range(len(paths))), total=len(paths), display=progress) if e]
-            arr.flush(); del arr
-            if errs:
-                tmp.unlink()
-                raise UnreadableImageError(f"{len(errs)} of {len(paths)} images cannot be read, e.g. {errs[0]} "
-                                           "Remove their rows (the exception's .paths lists them) and build again.",
-                                           [e.split(': cannot read')[0] for e in errs])
-            os.replace(tmp, fname)
+        if rebuild or not fname.exists():
+            tmp = fname.with_name(f'{fname.stem}.{socket.gethostname()}.{os.getpid()}.partial.npy')
+            try:
+                arr = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(paths), size, size, 3))
+                def fill(i): arr[i] = load_rgb(paths[i], size, colour_constancy)
+                errs = _on_threads(fill, len(paths), n_threads, progress)
+                arr.flush(); del arr
+                _raise_unreadable(errs, paths, 'build')
+                os.replace(tmp, fname)
+            finally: tmp.unlink(missing_ok=True)
+        else: os.utime(fname)  # last use, for prune_caches
         return cls(fname, paths, colour_constancy)
+
+# %% ../nbs/00_data.ipynb #c34d160e
+_CACHE_FILE = re.compile(r'^images_(?P<size>\d+)px(?:_sog(?P<cc>\d+))?_(?P<n>\d+)_(?P<key>[0-9a-f]{16})(?P<partial>\..*\.partial)?\.npy$')
+
+def cache_info(cache_dir=None) -> pd.DataFrame:
+    "One row per decoded-image cache in `cache_dir`: file, key, size (px), colour constancy, images, GB, days since last use, partial."
+    cache_dir, rows = Path(cache_dir or default_cache_dir()), []
+    for f in sorted(cache_dir.glob('images_*.npy')) if cache_dir.is_dir() else []:
+        if not (m := _CACHE_FILE.match(f.name)): continue
+        st = f.stat()
+        rows.append(dict(file=str(f), key=m['key'], size=int(m['size']), colour_constancy=int(m['cc']) if m['cc'] else None,
+                         images=int(m['n']), gb=st.st_size/1e9, days_unused=(time.time() - st.st_mtime)/86400, partial=bool(m['partial'])))
+    return pd.DataFrame(rows, columns=['file', 'key', 'size', 'colour_constancy', 'images', 'gb', 'days_unused', 'partial']).astype({'colour_constancy': 'Int64'})
+
+def prune_caches(max_age_days:float|None=None, max_gb:float|None=None, cache_dir=None, dry_run:bool=False) -> pd.DataFrame:
+    "Delete stale partial builds, caches unused for over `max_age_days`, then the least recently used beyond `max_gb` in all; return what goes."
+    info = cache_info(cache_dir)
+    done = info[~info.partial].sort_values('days_unused')
+    old = done.days_unused > max_age_days if max_age_days is not None else pd.Series(False, index=done.index)
+    over = (done.gb.where(~old, 0).cumsum() > max_gb) if max_gb is not None else pd.Series(False, index=done.index)
+    gone = pd.concat([info[info.partial & info.file.map(lambda f: _stale_partial(Path(f)))], done[old | over]])
+    if not dry_run:
+        for f in gone.file: Path(f).unlink(missing_ok=True)
+    return gone.reset_index(drop=True)
+
+# %% ../nbs/00_data.ipynb #e1986d77
+def cache_images(df:pd.DataFrame, size:int, externals=(), cache_dir=None, colour_constancy:int|None=None,
+                 n_threads:int|None=None, progress:bool=not IN_TEST, rebuild:bool=False) -> ImageCache:
+    "Decode every image a run reads (train/valid/test rows of `df`, all rows of the `externals` tables) into one `ImageCache`."
+    rows = [df.path[df.split.isin(['train', 'valid', 'test'])], *[e.path for e in externals]]
+    paths = list(dict.fromkeys(str(p) for part in rows for p in part))
+    return ImageCache.build(paths, size, cache_dir, colour_constancy, n_threads, progress, rebuild)
+
+def readable_images(paths, n_threads:int|None=None, progress:bool=False) -> tuple[list, pd.DataFrame]:
+    "`(readable, errors)`: the paths that decode, and a table (`path`, `error`) of those that do not."
+    paths = [str(p) for p in paths]
+    errs = _on_threads(lambda i: load_rgb(paths[i], 32), len(paths), n_threads, progress)
+    return ([p for i, p in enumerate(paths) if i not in errs],
+            pd.DataFrame(dict(path=[paths[i] for i in errs], error=list(errs.values())), columns=['path', 'error']))
 
 # %% ../nbs/00_data.ipynb #bffdc200
 class LesionLoader(Transform):
@@ -370,12 +848,16 @@ def lesion_block(size:int=128, aug:str='light', cache:ImageCache|None=None, colo
 
 def lesion_dls(df:pd.DataFrame, size:int=128, bs:int=64, aug:str='light', cache:bool|ImageCache=True,
                cache_dir=None, colour_constancy:int|None=None, hw:Hardware|None=None, **kwargs):
-    "Single-image `DataLoaders` over the train/valid rows of `df`, read from a decoded cache."
+    "Single-image `DataLoaders` over the train/valid rows of `df`, read from a decoded cache of every row a run reads."
     hw = hw or hardware()
     if 'split' not in df or not df.split.isin(['train']).any() or not df.split.isin(['valid']).any():
         raise ValueError("df needs a 'split' column with 'train' and 'valid' rows; call split_groups(df) first")
+    n_train = int(df.split.eq('train').sum())
+    if not 1 <= bs <= n_train:
+        raise ValueError(f"bs={bs}: the training split has {n_train} images and a training batch must be full (the last, "
+                         f"incomplete one is dropped); use 1 <= bs <= {n_train}")
+    if cache is True: cache = cache_images(df, size, cache_dir=cache_dir, colour_constancy=colour_constancy)
     df = df[df.split.isin(['train', 'valid'])].reset_index(drop=True)
-    if cache is True: cache = ImageCache.build(df.path, size, cache_dir, colour_constancy)
     return lesion_block(size, aug, cache or None, colour_constancy).dataloaders(
         df, bs=bs, device=hw.device, num_workers=hw.num_workers, pin_memory=hw.pin_memory, **kwargs)
 

@@ -126,6 +126,10 @@ class BalancedDL(TfmdDL):
     def __init__(self, dataset=None, bs=None, pos_frac:float=0.25, **kwargs):
         self.pos_frac = pos_frac
         super().__init__(dataset=dataset, bs=bs, **kwargs)
+        n_pos = int(round((self.bs or 0)*pos_frac))
+        if self.shuffle and self.bs and not 1 <= n_pos < self.bs:
+            raise ValueError(f"bs={self.bs} with pos_frac={pos_frac} gives batches of {n_pos} melanoma and {self.bs - n_pos} benign "
+                             "images; each training batch needs both: use a larger bs or a pos_frac further from 0 and 1")
 
     def get_idxs(self):
         if not self.shuffle or self.n == 0: return super().get_idxs()
