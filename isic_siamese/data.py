@@ -29,8 +29,8 @@ __all__ = ['IN_TEST', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTS', 'HDF5_EXTS', 'ID_COLS', 
            'identical_files', 'ImageIndex', 'read_table', 'diagnosis_of', 'connected_groups', 'join_groups',
            'parse_labels', 'diagnosis_mapping', 'read_isic', 'check_splits', 'split_groups', 'perceptual_hashes',
            'near_duplicates', 'default_cache_dir', 'ImageCache', 'cache_info', 'prune_caches', 'cache_images',
-           'readable_images', 'LesionLoader', 'BlurSharpen', 'lesion_tfms', 'label_name', 'lesion_block', 'lesion_dls',
-           'rows_dl', 'download_isic']
+           'readable_images', 'LesionLoader', 'BlurSharpen', 'lesion_tfms', 'label_name', 'lesion_block',
+           'check_batch_size', 'lesion_dls', 'rows_dl', 'download_isic']
 
 # %% ../nbs/00_data.ipynb #3e66fe56
 IN_TEST = bool(os.environ.get('IN_TEST'))
@@ -584,6 +584,7 @@ def read_isic(path, csv=None, image_dir=None, missing:str='raise', diagnosis_map
             pairs.columns = ['a', 'b']
             df = join_groups(df, pairs)
             warnings.warn(f"{dup_csv}: the groups of its {len(pairs)} duplicate pairs are joined, so each pair falls in one split")
+        if isinstance(image_dir, str) and os.pathsep in image_dir: image_dir = image_dir.split(os.pathsep)  # 'a:b' as in PATH
         index = ImageIndex(path if image_dir is None else image_dir)
         df.insert(0, 'path', index.paths(df.image_id.tolist()))
         if df.path.isna().all():
@@ -846,16 +847,20 @@ def lesion_block(size:int=128, aug:str='light', cache:ImageCache|None=None, colo
                      get_x=ColReader('path'), get_y=label_name, splitter=_train_valid,
                      batch_tfms=lesion_tfms(aug, size))
 
+def check_batch_size(df:pd.DataFrame, bs:int):
+    "Refuse a batch size `bs` that the training split of `df` cannot fill (the last, incomplete batch is dropped)."
+    n_train = int(df.split.eq('train').sum())
+    if not 1 <= bs <= n_train:
+        raise ValueError(f"bs={bs}: the training split has {n_train} images and a training batch must be full (the last, "
+                         f"incomplete one is dropped); use 1 <= bs <= {n_train}")
+
 def lesion_dls(df:pd.DataFrame, size:int=128, bs:int=64, aug:str='light', cache:bool|ImageCache=True,
                cache_dir=None, colour_constancy:int|None=None, hw:Hardware|None=None, **kwargs):
     "Single-image `DataLoaders` over the train/valid rows of `df`, read from a decoded cache of every row a run reads."
     hw = hw or hardware()
     if 'split' not in df or not df.split.isin(['train']).any() or not df.split.isin(['valid']).any():
         raise ValueError("df needs a 'split' column with 'train' and 'valid' rows; call split_groups(df) first")
-    n_train = int(df.split.eq('train').sum())
-    if not 1 <= bs <= n_train:
-        raise ValueError(f"bs={bs}: the training split has {n_train} images and a training batch must be full (the last, "
-                         f"incomplete one is dropped); use 1 <= bs <= {n_train}")
+    check_batch_size(df, bs)
     if cache is True: cache = cache_images(df, size, cache_dir=cache_dir, colour_constancy=colour_constancy)
     df = df[df.split.isin(['train', 'valid'])].reset_index(drop=True)
     return lesion_block(size, aug, cache or None, colour_constancy).dataloaders(

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_eval.ipynb #84e78925
 from __future__ import annotations
-import copy
+import copy, warnings
 from dataclasses import dataclass
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 import matplotlib.pyplot as plt, seaborn as sns
@@ -153,7 +153,7 @@ class Calibrator:
 class Evaluation:
     "Scores, probabilities and metrics of one evaluation; `metrics` are on the test split at the validation threshold."
     method: str; scorer: Scorer; calibrator: Calibrator; threshold: float; metrics: dict; valid_metrics: dict
-    y: dict; prob: dict; ref_paths: list
+    y: dict; prob: dict; ref_paths: list; ref_diagnosis: list|None = None
 
 def evaluate(learn:Learner, df:pd.DataFrame, method:str='prototype', tta:bool=False, sensitivity:float|None=None,
              k:int=10, test_split:str='test') -> Evaluation:
@@ -165,8 +165,10 @@ def evaluate(learn:Learner, df:pd.DataFrame, method:str='prototype', tta:bool=Fa
     cal = Calibrator(y['valid'], raw['valid'])
     prob = {s: cal(raw[s]) for s in raw}
     thr = choose_threshold(y['valid'], prob['valid'], sensitivity)
+    ref = df[df.split.eq('train')]
     return Evaluation(method, scorer, cal, thr, classification_metrics(y[test_split], prob[test_split], thr),
-                      classification_metrics(y['valid'], prob['valid'], thr), y, prob, df.path[df.split.eq('train')].tolist())
+                      classification_metrics(y['valid'], prob['valid'], thr), y, prob, [str(Path(p).absolute()) for p in ref.path],
+                      ref.diagnosis.tolist() if 'diagnosis' in ref else None)
 
 def score_rows(learn:Learner, ev:Evaluation, df:pd.DataFrame, tta:bool=False):
     "Labels (N,) and calibrated melanoma probabilities (N,) of every row of `df` (such as an external data set) under `ev`."
@@ -194,24 +196,56 @@ def plot_pair_similarities(learn:Learner, df:pd.DataFrame, n:int=8, split:str='t
     return save_figure(fig, fname)
 
 # %% ../nbs/04_eval.ipynb #d45b9759
-def _items(items):
-    if isinstance(items, (str, Path)) and not Path(items).exists(): raise FileNotFoundError(f"{items}: no such file or folder")
-    if isinstance(items, (str, Path)) and Path(items).is_dir():
-        return sorted(str(p) for p in Path(items).rglob('*') if p.suffix.lower() in IMAGE_EXTS)
-    return [str(items)] if isinstance(items, (str, Path)) else [str(o) for o in items]
+def _items(items) -> list:
+    if isinstance(items, (str, Path)):
+        if Path(items).is_dir(): return image_files(items)
+        if not Path(items).exists() and not hdf5_member(items): raise FileNotFoundError(f"{items}: no such file or folder")
+        return [str(items)]
+    return [str(o) for o in items]
 
 @patch
 def predict_lesions(self:Learner, items, k:int=5, tta:bool=False) -> pd.DataFrame:
-    "Melanoma probability, decision and `k` nearest reference lesions for image path(s) or a folder."
-    ev = self.evaluation
-    paths = _items(items)
+    "One row per image of `items` (path(s) or a folder): probability, decision, `error`, and the `k` nearest reference lesions."
+    ev, paths = self.evaluation, _items(items)
     if not paths: raise FileNotFoundError(f"{items}: no images ({', '.join(IMAGE_EXTS)}) found")
-    emb, _ = embed(self, self.dls.test_dl(paths), tta)
-    prob = ev.calibrator(ev.scorer(emb))
-    sim, idx = ev.scorer.similarities(emb).topk(min(k, len(ev.ref_paths)), dim=1)
-    return pd.DataFrame(dict(path=paths, prob_melanoma=prob, melanoma=prob >= ev.threshold,
-                             neighbours=[[(ev.ref_paths[j], CLASSES[int(ev.scorer.ref_y[j])], round(float(s), 4)) for s, j in zip(ss, ii)]
-                                         for ss, ii in zip(sim.tolist(), idx.tolist())]))
+    ok, errors = readable_images(paths)
+    out = pd.DataFrame(dict(image=paths, prob_melanoma=np.nan, melanoma=pd.array([pd.NA]*len(paths), dtype='boolean'), error=''))
+    out.loc[out.image.isin(errors.path), 'error'] = errors.set_index('path').error.reindex(out.image[out.image.isin(errors.path)]).values
+    k = min(k, len(ev.ref_paths))
+    nn = {f'nn{i+1}_{c}': None for i in range(k) for c in ('path', 'class', 'diagnosis', 'similarity')}
+    out = out.assign(**nn)
+    if ok:
+        emb, _ = embed(self, self.dls.test_dl(ok), tta)
+        prob = ev.calibrator(ev.scorer(emb))
+        sim, idx = ev.scorer.similarities(emb).topk(k, dim=1)
+        rows = out.image.isin(ok).values
+        out.loc[rows, 'prob_melanoma'], out.loc[rows, 'melanoma'] = prob, prob >= ev.threshold
+        for i in range(k):
+            j = idx[:, i].numpy()
+            cls = [CLASSES[int(c)] for c in ev.scorer.ref_y[j]]
+            out.loc[rows, f'nn{i+1}_path'] = [ev.ref_paths[t] for t in j]
+            out.loc[rows, f'nn{i+1}_class'] = cls
+            out.loc[rows, f'nn{i+1}_diagnosis'] = [ev.ref_diagnosis[t] for t in j] if ev.ref_diagnosis else cls
+            out.loc[rows, f'nn{i+1}_similarity'] = sim[:, i].numpy().round(4)
+    if len(errors): warnings.warn(f"{len(errors)} of {len(paths)} images could not be read and were not scored (see the error column), "
+                                  f"e.g. {errors.path.iloc[0]}: {errors.error.iloc[0]}")
+    return out
+
+@patch
+def predict_submission(self:Learner, test, tta:bool=False) -> pd.DataFrame:
+    "Kaggle submission (`image_name`, `target` = melanoma probability) for `test`: a Kaggle `test.csv`, or the folder holding it and the images."
+    test = Path(test)
+    csv = test/'test.csv' if test.is_dir() else test
+    if not csv.is_file(): raise FileNotFoundError(f"{csv}: no such file; give the Kaggle test.csv or the folder that holds it")
+    ids = read_table(csv)['image_name'].astype(str).tolist()
+    paths = ImageIndex(csv.parent).paths(ids)
+    lost = [i for i, p in zip(ids, paths) if p is None]
+    if lost: raise FileNotFoundError(f"{csv}: {len(lost)} of {len(ids)} listed images are not under {csv.parent}, e.g. {lost[:3]}; a submission needs every row")
+    pred = self.predict_lesions(paths, k=1, tta=tta)
+    bad = pred[pred.error.ne('')]
+    if len(bad): raise UnreadableImageError(f"{len(bad)} of {len(ids)} test images cannot be read, e.g. {bad.image.iloc[0]}: {bad.error.iloc[0]}; "
+                                            "a submission needs every row", bad.image.tolist())
+    return pd.DataFrame(dict(image_name=ids, target=pred.prob_melanoma.values))
 
 def export_predictor(learn:Learner, ev:Evaluation, fname) -> Path:
     "Save model, preprocessing, reference embeddings, scorer, calibration and threshold to one file, atomically."

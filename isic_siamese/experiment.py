@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_experiment.ipynb #26a0cd22
 from __future__ import annotations
-import argparse, inspect, json, sys, time, typing, dataclasses
+import argparse, contextlib, inspect, json, sys, time, typing, dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 import numpy as np, pandas as pd
@@ -46,8 +46,11 @@ class Recipe:
     test_pct: float = setting(0.15, "share of patients in the test split, unless the table marks a test part", 'data')
     balanced_test: bool = setting(False, 'subsample test benign images to as many as its melanomas', 'data')
     csv: str|None = setting(None, 'label table to read, when not one of the names read_isic looks for', 'data')
-    image_dir: str|None = setting(None, 'folder holding the images, when read_isic does not find it', 'data')
+    image_dir: str|None = setting(None, "folder holding the images, when read_isic does not find it (several: a:b, as in PATH)", 'data')
     missing: str = setting('raise', "listed images that are missing: 'raise' (stop) or 'drop' (continue without them, counted)", 'data')
+    diagnosis_map: dict|None = setting(None, "extra diagnosis terms of your table, as term=diagnosis,... (see DIAGNOSES)", 'data')
+    tfrecord_duplicates: str = setting('drop', "Kaggle rows marked tfrecord == -1 (duplicates): 'drop' or 'keep'", 'data')
+    rebuild_cache: bool = setting(False, 'decode the images again even if a cache with the same key exists', 'run')
     # model
     arch: str = setting('small', "encoder: 'small', a torchvision model (resnet34) or a timm model (efficientnet_b3, convnext_tiny)", 'model')
     pretrained: bool = setting(False, 'start from ImageNet weights (downloads them)', 'model')
@@ -87,6 +90,9 @@ def validate_recipe(self:Recipe):
     try: head, fam = loss_head(self.loss), encoder_family(self.arch)
     except ValueError as e: raise RecipeError(str(e)) from None
     _need(self.missing in ('raise', 'drop'), 'missing', self.missing, "choose 'raise' or 'drop'")
+    _need(self.tfrecord_duplicates in ('drop', 'keep'), 'tfrecord_duplicates', self.tfrecord_duplicates, "choose 'drop' or 'keep'")
+    bad = [v for v in (self.diagnosis_map or {}).values() if v not in DIAGNOSES]
+    _need(not bad, 'diagnosis_map', self.diagnosis_map, f"maps to {bad}; each term must map to one of {', '.join(DIAGNOSES)}")
     _need(self.precision in ('auto', 'bf16', 'fp16', 'fp32'), 'precision', self.precision, 'choose auto, bf16, fp16 or fp32')
     for name in ('size', 'bs', 'emb_dim', 'epochs', 'k'): _need(getattr(self, name) >= 1, name, getattr(self, name), 'must be a positive number')
     _need(self.size >= 16, 'size', self.size, 'images must be at least 16 px')
@@ -127,8 +133,8 @@ def kwargs_for(self:Recipe, f) -> dict:
 
 @patch
 def training(self:Recipe) -> dict:
-    "The settings that decide the trained weights (every group but `score`)."
-    return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata['group'] != 'score'}
+    "The settings that decide the trained weights (groups data, model and fit)."
+    return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata['group'] in ('data', 'model', 'fit')}
 
 @patch
 def save(self:Recipe, fname):
@@ -141,12 +147,14 @@ def load(cls:Recipe, fname) -> Recipe:
     return cls().replace(**json.loads(Path(fname).read_text()))
 
 # %% ../nbs/06_experiment.ipynb #eccb33fb
-def fit_and_evaluate(df:pd.DataFrame, recipe:Recipe, out, verbose:bool=True):
+def fit_and_evaluate(df:pd.DataFrame, recipe:Recipe, out, externals=(), verbose:bool=True):
     "Train `recipe` on the train/valid rows of split table `df`, checkpoints in `out`, and evaluate it: (learner, `Evaluation`, seconds)."
     r, out = recipe, Path(out)
     set_seed(r.seed)
-    dls = lesion_dls(df, dl_type=BalancedDL, dl_kwargs=[dict(pos_frac=r.pos_frac), {}], **r.kwargs_for(lesion_dls))
-    train_dls = pair_dls(df, **r.kwargs_for(pair_dls)) if r.pairs else dls  # seed style: one random pair per training image and epoch
+    cache = cache_images(df, r.size, externals, colour_constancy=r.colour_constancy, progress=verbose, rebuild=r.rebuild_cache)
+    data = dict(cache=cache, **r.kwargs_for(lesion_dls))
+    dls = lesion_dls(df, dl_type=BalancedDL, dl_kwargs=[dict(pos_frac=r.pos_frac), {}], **data)
+    train_dls = pair_dls(df, **data) if r.pairs else dls  # seed style: one random pair per training image and epoch
     learn = siamese_learner(train_dls, checkpoints=out/'checkpoints', path=out, **r.kwargs_for(siamese_learner))
     learn.config, learn.recipe = r.training(), r
     t0 = time.time()
@@ -184,7 +192,7 @@ def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:
     df = read_split(data, r)
     check_run_folder(out, r)
     r.save(out/'config.json')
-    learn, ev, train_s = fit_and_evaluate(df, r, out, verbose)
+    learn, ev, train_s = fit_and_evaluate(df, r, out, verbose=verbose)
     plots = out/'plots'
     plot_roc({f'{r.loss} / {r.method}': (ev.y['test'], ev.prob['test'])}, plots/'roc.png')
     plot_confusion(ev.metrics['confusion'], plots/'confusion.png')
@@ -236,7 +244,7 @@ def compare_models(data, out='runs/compare', externals=(), base:Recipe=BENCHMARK
         run = runs.setdefault(json.dumps(r.training()), out/name)  # a finished run folder is re-scored, not retrained
         if verbose: print(f'--- {name} ({run.name}): {r}')
         if run.name == name: r.save(run/'config.json')  # the folder's own recipe, not one re-scoring it
-        learn, ev, secs = fit_and_evaluate(df, r, run, verbose=verbose)
+        learn, ev, secs = fit_and_evaluate(df, r, run, ext.values(), verbose=verbose)
         row = {**{k: ev.metrics[k] for k in _TEST_COLS}, 'valid_auc': ev.valid_metrics['auc'], 'train_min': secs/60}
         curves['test'][name] = (ev.y['test'], ev.prob['test'])
         for n, edf in ext.items():
@@ -266,6 +274,12 @@ def _bool(s:str) -> bool:
     if v not in ('true', 'false', 'yes', 'no', '1', '0'): raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
     return v in ('true', 'yes', '1')
 
+def _mapping(s:str) -> dict:
+    "'a=b,c=d' -> {'a': 'b', 'c': 'd'}"
+    pairs = [kv.split('=', 1) for kv in str(s).split(',') if kv.strip()]
+    if any(len(kv) != 2 for kv in pairs): raise argparse.ArgumentTypeError(f"expected term=value,term=value, got {s!r}")
+    return {k.strip(): v.strip() for k, v in pairs}
+
 def _optional(t):
     def parse(s): return None if str(s).lower() in ('none', 'off') else t(s)
     parse.__name__ = t.__name__
@@ -275,13 +289,13 @@ def recipe_parser(prog:str, description:str, defaults:Recipe|None=None) -> argpa
     "An argparse parser with one option per `Recipe` field (defaults from `defaults`), grouped as the recipe is, plus `--debug`."
     defaults = defaults or Recipe()
     p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    groups = {g: p.add_argument_group(f'{g} settings (Recipe)') for g in ('data', 'model', 'fit', 'score')}
+    groups = {g: p.add_argument_group(f'{g} settings (Recipe)') for g in ('data', 'model', 'fit', 'score', 'run')}
     hints = typing.get_type_hints(Recipe)
     for f in fields(Recipe):
         t, opts = hints[f.name], [f'--{f.name.replace("_", "-")}']
         optional = type(None) in typing.get_args(t)
         base = first(a for a in typing.get_args(t) if a is not type(None)) if optional else t
-        conv = _bool if base is bool else _optional(base) if optional else base
+        conv = _bool if base is bool else _optional(_mapping if base is dict else base) if optional else base
         groups[f.metadata['group']].add_argument(*opts, dest=f.name, type=conv, default=getattr(defaults, f.name), help=f.metadata['help'],
                                                  metavar='{true,false}' if base is bool else None)
         if '_' in f.name: p.add_argument(f'--{f.name}', dest=f.name, type=conv, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -334,19 +348,27 @@ def compare_cli(argv=None):
 
 def predict_parser() -> argparse.ArgumentParser:
     "The parser of `isic-siamese-predict`."
-    p = argparse.ArgumentParser(prog='isic-siamese-predict', description='Print melanoma probability, decision and nearest reference lesions as CSV.')
+    p = argparse.ArgumentParser(prog='isic-siamese-predict', description='Melanoma probability, decision and nearest reference lesions '
+                                'of each image, as CSV on stdout (progress and messages on stderr) or in --out.')
     p.add_argument('predictor', help='file written by isic-siamese-train (predictor.pkl)')
-    p.add_argument('images', help='an image file or a folder of images')
+    p.add_argument('images', help='an image file or a folder of images; with --format submission, a Kaggle test.csv or its folder')
     p.add_argument('--k', type=int, default=5, help='number of neighbours to list')
     p.add_argument('--tta', type=_bool, default=False, metavar='{true,false}', help='average the embeddings of the four flips of each image')
+    p.add_argument('--format', choices=('csv', 'submission'), default='csv', help='csv: one flat row per image; submission: Kaggle image_name,target')
+    p.add_argument('--out', default=None, help='write the CSV to this file (atomically) instead of stdout')
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     return p
 
 def predict_cli(argv=None):
-    "Console script `isic-siamese-predict PREDICTOR IMAGES [--k 5]`."
+    "Console script `isic-siamese-predict PREDICTOR IMAGES [--k 5] [--out FILE] [--format csv|submission]`."
     args = predict_parser().parse_args(argv)
-    with cli_errors('isic-siamese-predict', args.debug):
-        print(load_predictor(args.predictor).predict_lesions(args.images, k=args.k, tta=args.tta).to_csv(index=False))
+    with cli_errors('isic-siamese-predict', args.debug), contextlib.redirect_stdout(sys.stderr):  # progress bars never reach the data
+        pred = load_predictor(args.predictor)
+        table = pred.predict_submission(args.images, args.tta) if args.format == 'submission' else pred.predict_lesions(args.images, args.k, args.tta)
+    if args.out is None: table.to_csv(sys.stdout, index=False)
+    else:
+        with atomic_path(args.out) as tmp: table.to_csv(tmp, index=False)
+        print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
 
 PARSERS = {'isic-siamese-train': train_parser, 'isic-siamese-compare': compare_parser, 'isic-siamese-predict': predict_parser}
 

@@ -72,7 +72,8 @@ class TripletMaker(_Drawer):
 def _tuple_dls(maker_cls, df, size=128, bs=64, aug='light', cache=True, cache_dir=None, colour_constancy=None, hw=None,
                n_train=None, n_valid=None, **kwargs):
     hw = hw or hardware()
-    if cache is True: cache = ImageCache.build(df.path[df.split.isin(['train', 'valid'])], size, cache_dir, colour_constancy)
+    check_batch_size(df, bs)
+    if cache is True: cache = cache_images(df, size, cache_dir=cache_dir, colour_constancy=colour_constancy)
     n_train = n_train or int(df.split.eq('train').sum())
     n_valid = n_valid or int(df.split.eq('valid').sum())
     loader = LesionLoader(size, cache or None, colour_constancy)
