@@ -28,5 +28,5 @@ if __name__ == '__main__':
     p.set_defaults(out='runs/study')
     p.add_argument('--models', nargs='+', default=list(STUDY), choices=list(STUDY), help='a subset of the study')
     a = p.parse_args()
-    table = compare_models(a.data, a.out, a.external, base=Recipe.from_args(a), models={m: STUDY[m] for m in a.models})
-    print(markdown_table(table))
+    table = compare_models(a.data, a.out, a.external, base=Recipe.from_args(a), models={m: STUDY[m] for m in a.models}, seeds=a.seeds)
+    print(markdown_table(table.reset_index(level='seed')))

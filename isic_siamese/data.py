@@ -24,13 +24,14 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['IN_TEST', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTS', 'HDF5_EXTS', 'ID_COLS', 'GROUP_COLS', 'DIAGNOSIS_COLS', 'LABEL_CSVS',
            'LIBRARY_COLS', 'CLASSES', 'DIAGNOSES', 'SENTINEL_IDS', 'FOLDER_SPLITS', 'FOLDER_LABELS', 'MIN_PER_CLASS',
-           'AUG_PRESETS', 'Hardware', 'hardware', 'Registry', 'UnreadableImageError', 'hdf5_member', 'read_image_bytes',
-           'load_rgb', 'shades_of_gray', 'draw_lesion', 'make_demo_data', 'demo_data_cli', 'image_files',
-           'identical_files', 'ImageIndex', 'read_table', 'diagnosis_of', 'connected_groups', 'join_groups',
-           'parse_labels', 'diagnosis_mapping', 'read_isic', 'check_splits', 'split_groups', 'perceptual_hashes',
-           'near_duplicates', 'default_cache_dir', 'ImageCache', 'cache_info', 'prune_caches', 'cache_images',
-           'readable_images', 'LesionLoader', 'BlurSharpen', 'lesion_tfms', 'label_name', 'lesion_block',
-           'check_batch_size', 'lesion_dls', 'rows_dl', 'download_isic']
+           'AUG_PRESETS', 'DIAGNOSIS_TARGETS', 'TARGETS', 'Hardware', 'hardware', 'Registry', 'UnreadableImageError',
+           'hdf5_member', 'read_image_bytes', 'load_rgb', 'shades_of_gray', 'lesion_look', 'sibling_look',
+           'draw_lesion', 'make_demo_data', 'demo_data_cli', 'image_files', 'identical_files', 'ImageIndex',
+           'read_table', 'diagnosis_of', 'connected_groups', 'join_groups', 'parse_labels', 'diagnosis_mapping',
+           'read_isic', 'check_splits', 'split_groups', 'perceptual_hashes', 'near_duplicates', 'default_cache_dir',
+           'ImageCache', 'cache_info', 'prune_caches', 'cache_images', 'readable_images', 'LesionLoader', 'BlurSharpen',
+           'lesion_tfms', 'label_name', 'diagnosis_target', 'lesion_block', 'check_batch_size', 'lesion_dls', 'rows_dl',
+           'download_isic']
 
 # %% ../nbs/00_data.ipynb #3e66fe56
 IN_TEST = bool(os.environ.get('IN_TEST'))
@@ -152,6 +153,7 @@ def shades_of_gray(img:np.ndarray, p:int=6) -> np.ndarray:
 # %% ../nbs/00_data.ipynb #d7f90284
 _SKIN = np.array([[236, 188, 160], [224, 172, 138], [198, 144, 110], [160, 112, 80], [120, 82, 60]])
 _MEL_COLOURS = np.array([[92, 56, 40], [40, 30, 32], [96, 104, 128], [168, 72, 72], [140, 96, 70]])
+_SITES = ('torso', 'lower extremity', 'upper extremity', 'head/neck')
 
 def _blob(rng, cx, cy, r, irregularity, asymmetry, n=96):
     "Polygon of a lesion outline: a circle bent by low (asymmetry) and higher (border) harmonics."
@@ -160,24 +162,37 @@ def _blob(rng, cx, cy, r, irregularity, asymmetry, n=96):
     for k in range(3, 9): rad += irregularity*rng.uniform(0.3, 1)*np.cos(k*t + rng.uniform(0, 2*np.pi))/np.sqrt(k-2)
     return list(zip(cx + r*rad*np.cos(t), cy + r*rad*np.sin(t)))
 
-def draw_lesion(rng:np.random.Generator, size:int=128, malignant:bool=False, skin=None) -> Image.Image:
-    "One synthetic dermoscopy image; melanomas are asymmetric, irregular, multicoloured and larger."
+def lesion_look(rng:np.random.Generator, malignant:bool=False, atypia:float=0.3) -> dict:
+    "Hidden appearance of a lesion: severity (benign 0-`atypia`, melanoma 0.3-1), radius (share of the image), brown tone, extra colours, outline (a seed)."
+    severity = rng.uniform(0.3, 1) if malignant else rng.uniform(0, atypia)  # classes overlap a little
+    brown = np.clip(np.array([135, 88, 60])*rng.uniform(0.8, 1.15) + rng.normal(0, 4, 3), 0, 255)
+    n_col = 1 + int(rng.random() < severity) + int(rng.random() < severity) + int(rng.random() < severity**2)
+    return dict(severity=severity, radius=0.1 + 0.18*severity + rng.uniform(0, 0.05), brown=brown,
+                colours=_MEL_COLOURS[rng.choice(len(_MEL_COLOURS), n_col - 1, replace=False)], shape=int(rng.integers(2**31)))
+
+def sibling_look(rng:np.random.Generator, look:dict, jitter:float=0.03) -> dict:
+    "A look close to `look`: another naevus of the same patient (severity and size jittered by about `jitter`, tone by a few levels)."
+    return dict(look, severity=float(np.clip(look['severity'] + rng.normal(0, jitter), 0, 1)),
+                radius=look['radius']*(1 + rng.normal(0, jitter)), brown=np.clip(look['brown'] + rng.normal(0, 4, 3), 0, 255))
+
+def draw_lesion(rng:np.random.Generator, size:int=128, malignant:bool=False, skin=None, look:dict|None=None) -> Image.Image:
+    "One synthetic dermoscopy image of a lesion with `look` (a new `lesion_look` when None); melanomas are asymmetric, irregular, multicoloured and larger."
     skin = _SKIN[rng.integers(len(_SKIN))] if skin is None else np.asarray(skin)
+    look = look or lesion_look(rng, malignant)
     yy, xx = np.mgrid[0:size, 0:size]/size
     shade = 1 + 0.12*(xx - 0.5)*rng.normal() + 0.12*(yy - 0.5)*rng.normal() - 0.25*((xx-.5)**2 + (yy-.5)**2)
     bg = np.clip(skin[None, None]*shade[..., None] + rng.normal(0, 4, (size, size, 3)), 0, 255).astype(np.uint8)
     img = Image.fromarray(bg)
-    severity = rng.uniform(0.3, 1) if malignant else rng.uniform(0, 0.3)  # classes overlap a little
-    c = size/2 + rng.normal(0, size*0.05, 2)
-    r = size*(0.1 + 0.18*severity + rng.uniform(0, 0.05))
+    severity, c, r = look['severity'], size/2 + rng.normal(0, size*0.05, 2), size*look['radius']
     layer = Image.new('RGBA', (size, size), (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
-    brown = np.clip(np.array([135, 88, 60])*rng.uniform(0.8, 1.15) + rng.normal(0, 4, 3), 0, 255).astype(int)
-    n_col = 1 + int(rng.random() < severity) + int(rng.random() < severity) + int(rng.random() < severity**2)
-    cols = [brown, *_MEL_COLOURS[rng.choice(len(_MEL_COLOURS), n_col - 1, replace=False)]]
-    d.polygon(_blob(rng, *c, r, irregularity=0.15*severity, asymmetry=0.3*severity), fill=(*cols[0].tolist(), 230))
+    cols = [look['brown'].astype(int), *look['colours']]
+    shape, angle = np.random.default_rng(look['shape']), rng.uniform(0, 2*np.pi)  # the look's outline and layout, turned at random
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    def turn(pts): return [tuple(c + rot @ (np.asarray(p) - c)) for p in pts]
+    d.polygon(turn(_blob(shape, *c, r, irregularity=0.15*severity, asymmetry=0.3*severity)), fill=(*cols[0].tolist(), 230))
     for col in cols[1:]:
-        d.polygon(_blob(rng, *(c + rng.normal(0, r*0.35, 2)), r*rng.uniform(0.25, 0.5), 0.15, 0.2), fill=(*col.tolist(), 220))
+        d.polygon(turn(_blob(shape, *(c + shape.normal(0, r*0.35, 2)), r*shape.uniform(0.25, 0.5), 0.15, 0.2)), fill=(*col.tolist(), 220))
     layer = layer.filter(ImageFilter.GaussianBlur(size/120))
     img.paste(layer, (0, 0), layer)
     d = ImageDraw.Draw(img)
@@ -186,20 +201,22 @@ def draw_lesion(rng:np.random.Generator, size:int=128, malignant:bool=False, ski
     return img
 
 # %% ../nbs/00_data.ipynb #c78a178f
-def make_demo_data(dest, n_patients:int=60, images_per_patient:int=10, size:int=128,
-                   malignant_frac:float=0.3, seed:int=0) -> Path:
-    "Write a synthetic ISIC 2020-layout dataset (`train.csv` + `train/*.jpg`) to `dest`; return `dest`."
+def make_demo_data(dest, n_patients:int=60, images_per_patient:int=10, size:int=128, malignant_frac:float=0.3, seed:int=0,
+                   atypia:float=0.3, ugly_duckling:bool=True, patient_skin:bool=True) -> Path:
+    "Write a synthetic ISIC 2020-layout dataset (`train.csv` + `train/*.jpg`) to `dest`; return `dest`. See `lesion_look` for `atypia`, the prose for the rest."
     dest = Path(dest); (dest/'train').mkdir(parents=True, exist_ok=True)
-    rng, rows = np.random.default_rng(seed), []
+    rng, pixels, rows = np.random.default_rng(seed), np.random.default_rng([seed, 1]), []  # labels and looks; drawing
+    def skin(): return np.clip(_SKIN[rng.integers(len(_SKIN))] + rng.normal(0, 6, 3), 0, 255)
     for p in range(n_patients):
-        skin = np.clip(_SKIN[rng.integers(len(_SKIN))] + rng.normal(0, 6, 3), 0, 255)
+        own_skin = skin()
+        naevus, sex, age = lesion_look(rng, False, atypia), rng.choice(['male', 'female']), int(rng.integers(4, 17))*5
         for _ in range(images_per_patient):
             target = int(rng.random() < malignant_frac)
+            look = lesion_look(rng, True) if target else sibling_look(rng, naevus) if ugly_duckling else lesion_look(rng, False, atypia)
             name = f'ISIC_{len(rows):07d}'
-            draw_lesion(rng, size, bool(target), skin).save(dest/'train'/f'{name}.jpg', quality=92)
-            rows.append(dict(image_name=name, patient_id=f'IP_{p:07d}', sex=rng.choice(['male', 'female']),
-                             age_approx=int(rng.integers(4, 17))*5, anatom_site_general_challenge='torso',
-                             diagnosis='melanoma' if target else 'nevus',
+            draw_lesion(pixels, size, bool(target), own_skin if patient_skin else skin(), look).save(dest/'train'/f'{name}.jpg', quality=92)
+            rows.append(dict(image_name=name, patient_id=f'IP_{p:07d}', sex=sex, age_approx=age,
+                             anatom_site_general_challenge=rng.choice(_SITES), diagnosis='melanoma' if target else 'nevus',
                              benign_malignant='malignant' if target else 'benign', target=target))
     pd.DataFrame(rows).to_csv(dest/'train.csv', index=False)
     return dest
@@ -207,9 +224,12 @@ def make_demo_data(dest, n_patients:int=60, images_per_patient:int=10, size:int=
 # %% ../nbs/00_data.ipynb #be1b8a35
 @call_parse
 def demo_data_cli(dest:str='data/demo',  # Folder to write the demo data set to
-                  n_patients:int=60, images_per_patient:int=10, size:int=128, seed:int=0):
+                  n_patients:int=60, images_per_patient:int=10, size:int=128, seed:int=0,
+                  atypia:float=0.3,  # upper end of the naevi's severity (0.3: plain naevi; 0.6: some look suspicious alone)
+                  ugly_duckling:bool=True,  # a patient's naevi share a look and melanomas depart from it (--no-ugly_duckling: the control)
+                  patient_skin:bool=True):  # a patient's images share skin tone and lighting (--no-patient_skin: drawn per image)
     "Write the synthetic demo data set in the ISIC 2020 layout."
-    print(make_demo_data(dest, n_patients, images_per_patient, size, seed=seed))
+    print(make_demo_data(dest, n_patients, images_per_patient, size, seed=seed, atypia=atypia, ugly_duckling=ugly_duckling, patient_skin=patient_skin))
 
 # %% ../nbs/00_data.ipynb #5f438da5
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -835,16 +855,31 @@ def lesion_tfms(aug:str='light', size:int|None=None) -> list:
     if aug == 'strong': tfms += [Saturation(max_lighting=0.3, p=0.75), Hue(max_hue=0.05, p=0.75), BlurSharpen(1., p=0.5)]
     return tfms + [Normalize.from_stats(*imagenet_stats)]
 
-# %% ../nbs/00_data.ipynb #259e20bd
+# %% ../nbs/00_data.ipynb #e4ff2db9
 def label_name(row) -> str: return CLASSES[int(row['label'])]
 
+DIAGNOSIS_TARGETS = (*CLASSES, *[d for d in DIAGNOSES if d not in ('melanoma', 'unknown')])
+
+def diagnosis_target(row) -> str:
+    "Diagnosis-aware target of a table row: 'melanoma', its benign diagnosis, or 'benign' when the diagnosis is unknown."
+    if int(row['label']) == 1: return 'melanoma'
+    d = row.get('diagnosis')
+    return d if d in DIAGNOSIS_TARGETS[2:] else 'benign'
+
+TARGETS = Registry('labels')
+TARGETS.register('binary', vocab=CLASSES)(label_name)
+TARGETS.register('diagnosis', vocab=DIAGNOSIS_TARGETS)(diagnosis_target)
+
+# %% ../nbs/00_data.ipynb #55779ef5
 def _train_valid(df): return [list(np.flatnonzero(df.split.values == s)) for s in ('train', 'valid')]
 
-def lesion_block(size:int=128, aug:str='light', cache:ImageCache|None=None, colour_constancy:int|None=None) -> DataBlock:
-    "`DataBlock` of (image, benign/melanoma) from a tidy table's `path` and `label` columns."
+def lesion_block(size:int=128, aug:str='light', cache:ImageCache|None=None, colour_constancy:int|None=None,
+                 labels:str='binary') -> DataBlock:
+    "`DataBlock` of (image, target) from a tidy table's `path` and `label` (and, for `labels='diagnosis'`, `diagnosis`) columns."
+    t = TARGETS[labels]
     return DataBlock(blocks=(TransformBlock(type_tfms=LesionLoader(size, cache, colour_constancy), batch_tfms=IntToFloatTensor),
-                             CategoryBlock(vocab=list(CLASSES))),
-                     get_x=ColReader('path'), get_y=label_name, splitter=_train_valid,
+                             CategoryBlock(vocab=list(t.vocab), sort=False)),
+                     get_x=ColReader('path'), get_y=t.fn, splitter=_train_valid,
                      batch_tfms=lesion_tfms(aug, size))
 
 def check_batch_size(df:pd.DataFrame, bs:int):
@@ -855,7 +890,7 @@ def check_batch_size(df:pd.DataFrame, bs:int):
                          f"incomplete one is dropped); use 1 <= bs <= {n_train}")
 
 def lesion_dls(df:pd.DataFrame, size:int=128, bs:int=64, aug:str='light', cache:bool|ImageCache=True,
-               cache_dir=None, colour_constancy:int|None=None, hw:Hardware|None=None, **kwargs):
+               cache_dir=None, colour_constancy:int|None=None, labels:str='binary', hw:Hardware|None=None, **kwargs):
     "Single-image `DataLoaders` over the train/valid rows of `df`, read from a decoded cache of every row a run reads."
     hw = hw or hardware()
     if 'split' not in df or not df.split.isin(['train']).any() or not df.split.isin(['valid']).any():
@@ -863,7 +898,7 @@ def lesion_dls(df:pd.DataFrame, size:int=128, bs:int=64, aug:str='light', cache:
     check_batch_size(df, bs)
     if cache is True: cache = cache_images(df, size, cache_dir=cache_dir, colour_constancy=colour_constancy)
     df = df[df.split.isin(['train', 'valid'])].reset_index(drop=True)
-    return lesion_block(size, aug, cache or None, colour_constancy).dataloaders(
+    return lesion_block(size, aug, cache or None, colour_constancy, labels).dataloaders(
         df, bs=bs, device=hw.device, num_workers=hw.num_workers, pin_memory=hw.pin_memory, **kwargs)
 
 # %% ../nbs/00_data.ipynb #d29ca731

@@ -5,7 +5,7 @@
 # %% ../nbs/04_eval.ipynb #84e78925
 from __future__ import annotations
 import copy, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 import matplotlib.pyplot as plt, seaborn as sns
 from fastcore.all import *
@@ -13,16 +13,19 @@ from fastai.vision.all import Learner, Callback, TensorImage, load_learner
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_curve
 from .data import *
+from .data import _ids, _key
 from .pairs import *
 from .model import *
 from .metrics import *
 from .train import *
 
 # %% auto #0
-__all__ = ['SCORERS', 'save_figure', 'plot_roc', 'plot_confusion', 'plot_score_hist', 'plot_training', 'Scorer',
-           'PrototypeScorer', 'KNNScorer', 'LogisticScorer', 'PairHeadScorer', 'HeadScorer', 'make_scorer',
-           'FlipInputs', 'embed', 'Calibrator', 'Evaluation', 'evaluate', 'score_rows', 'plot_pair_similarities',
-           'export_predictor', 'load_predictor']
+__all__ = ['SCORERS', 'REPRESENTATIONS', 'PATIENT_FEATURES', 'META_COLUMNS', 'STACKERS', 'CATEGORICAL', 'save_figure', 'plot_roc',
+           'plot_confusion', 'plot_score_hist', 'plot_training', 'Scorer', 'PrototypeScorer', 'KNNScorer',
+           'LogisticScorer', 'PairHeadScorer', 'HeadScorer', 'make_scorer', 'FlipInputs', 'embed', 'Retrieval',
+           'retrieval_report', 'patient_ids', 'patient_context', 'metadata_table', 'stack_features', 'Stacker',
+           'Calibrator', 'Evaluation', 'evaluate', 'score_rows', 'plot_pair_similarities', 'export_predictor',
+           'load_predictor', 'plot_neighbours']
 
 # %% ../nbs/04_eval.ipynb #d918d800
 def save_figure(fig, fname=None, dpi:int=110):
@@ -128,21 +131,162 @@ def make_scorer(method:str, ref_emb, ref_y, head:torch.nn.Module|None=None, k:in
         raise ValueError(f"method={method!r} needs a model trained with a {need}-head loss ({', '.join(n for n, l in LOSSES.items() if l.head == need)}, or a sum with one)")
     return SCORERS[method].fn(ref_emb, ref_y, head=head if need else None, k=k)
 
-# %% ../nbs/04_eval.ipynb #cc6fbaf4
+# %% ../nbs/04_eval.ipynb #ea512039
 class FlipInputs(Callback):
     "Flip each input batch along `dims` (a test-time augmentation)."
     order = 1
     def __init__(self, dims): self.dims = dims
     def before_batch(self): self.learn.xb = tuple(x.flip(self.dims) for x in self.xb)
 
-def embed(learn:Learner, dl, tta:bool=False):
-    "Embeddings (N, D) and labels (N,) of `dl`; `tta` averages the 4 flips and re-normalises."
+def embed(learn:Learner, dl, tta:bool=False, features:bool=False):
+    "Embeddings (N, D) and labels (N,) of `dl`, plus pooled body features (N, C) when `features`; `tta` averages the 4 flips."
     flips = [(), (3,), (2,), (2, 3)] if tta else [()]
-    outs = [learn.get_preds(dl=dl, cbs=[FlipInputs(d)] if d else None) for d in flips]
-    emb = F.normalize(torch.stack([o[0] for o in outs]).float().mean(0), dim=1)
-    return emb, outs[0][1]
+    embs, feats = [], []
+    for d in flips:
+        kept = []  # the pooling layer's output (encoder.proj[1], after AdaptiveAvgPool2d + Flatten), batch by batch
+        hook = learn.model.encoder.proj[1].register_forward_hook(lambda m, i, o: kept.append(o.detach().float().cpu()))
+        try: emb, y = learn.get_preds(dl=dl, cbs=[FlipInputs(d)] if d else None)
+        finally: hook.remove()
+        embs.append(emb.float()); feats.append(torch.cat(kept))
+    emb = F.normalize(torch.stack(embs).mean(0), dim=1)
+    return (emb, y, torch.stack(feats).mean(0)) if features else (emb, y)
 
-# %% ../nbs/04_eval.ipynb #f55759c8
+# %% ../nbs/04_eval.ipynb #a7126971
+REPRESENTATIONS = Registry('retrieval')
+REPRESENTATIONS.register('embedding', source='emb', centre=False)(None)
+REPRESENTATIONS.register('features', source='feats', centre=True)(None)
+REPRESENTATIONS.register('features_raw', source='feats', centre=False)(None)  # uncentred: measured for comparison
+
+class Retrieval:
+    "Reference lesions as vectors (M, C) of representation `name` (see `REPRESENTATIONS`), with their classes (M,); finds the nearest ones."
+    def __init__(self, name:str, ref, ref_y, centre:bool|None=None):
+        rep = REPRESENTATIONS[name]
+        self.name, self.source, ref = name, rep.source, torch.as_tensor(ref).float()
+        self.centre = ref.mean(0) if ifnone(centre, rep.centre) else None
+        self.ref, self.ref_y = self.transform(ref), torch.as_tensor(np.asarray(ref_y)).long()
+    def vectors(self, emb, feats) -> torch.Tensor:
+        "Query vectors (N, C) of this representation, from embeddings (N, D) and pooled features (N, C)."
+        return self.transform(emb if self.source == 'emb' else feats)
+    def transform(self, x) -> torch.Tensor:
+        "Centre (when the representation asks for it) and scale to unit length: (N, C) -> (N, C)."
+        x = torch.as_tensor(x).float()
+        return F.normalize(x - self.centre if self.centre is not None else x, dim=1)
+    def nearest(self, q, k:int=5):
+        "Cosine similarities (N, k) and indices (N, k) of the `k` nearest references of query vectors `q` (from `vectors`)."
+        return nearest(q, self.ref, k)
+    def neighbour_features(self, q, k:int=10) -> pd.DataFrame:
+        "Per query (N, C): melanoma share of the `k` nearest references, and similarity to the nearest melanoma minus the nearest benign one."
+        sims = q @ self.ref.T
+        idx = sims.topk(min(k, len(self.ref_y)), dim=1)[1]
+        gap = sims[:, self.ref_y == 1].max(1)[0] - sims[:, self.ref_y == 0].max(1)[0]
+        return pd.DataFrame(dict(nn_melanoma_share=self.ref_y[idx].float().mean(1).numpy(), nn_similarity_gap=gap.numpy()))
+
+def retrieval_report(ret:Retrieval, q, labels, ref_labels, predicted=None, k:int=5) -> dict:
+    "Retrieval quality of query vectors `q` (N, C) with diagnoses `labels` (N,) against `ret`'s references (diagnoses `ref_labels`); `predicted` (N,) adds neighbour agreement."
+    out = {**retrieval_metrics(q, labels, ret.ref, ref_labels), **neighbour_similarity(q, ret.ref)}
+    if predicted is not None: out['nn_agreement'] = neighbour_agreement(q, ret.ref, ret.ref_y, predicted, k)
+    return out
+
+# %% ../nbs/04_eval.ipynb #c2b93f14
+PATIENT_FEATURES = ('pc_n_images', 'pc_centroid_distance', 'pc_nearest_sibling', 'pc_score_rank', 'pc_score_delta')
+
+def patient_ids(df:pd.DataFrame) -> pd.Series:
+    "The real patient id of each row of `df` (its `patient_id` column), NaN where there is none or a sentinel (-1, empty, unknown)."
+    if 'patient_id' not in df: return pd.Series(np.nan, index=df.index, dtype=object)
+    return _ids(df['patient_id']).astype(object).where(lambda s: s.notna(), np.nan)
+
+def patient_context(vectors, score, patient) -> pd.DataFrame:
+    "`PATIENT_FEATURES` (N, 5) of unit vectors (N, C) and scores (N,) from each row's siblings (same `patient` (N,), NaN = unknown)."
+    v, score = torch.as_tensor(vectors).float(), np.asarray(score, dtype=float)
+    out = pd.DataFrame(np.nan, index=range(len(score)), columns=list(PATIENT_FEATURES))
+    pid = pd.Series(np.asarray(patient, dtype=object))
+    for _, rows in pid[pid.notna()].groupby(pid[pid.notna()]).groups.items():
+        i = np.asarray(rows); n = len(i)
+        out.loc[i, 'pc_n_images'] = n
+        if n < 2: continue
+        vi, si = v[i], score[i]
+        sims = vi @ vi.T
+        others = F.normalize((vi.sum(0, keepdim=True) - vi)/(n - 1), dim=1)
+        out.loc[i, 'pc_centroid_distance'] = (1 - (vi*others).sum(1)).numpy()
+        out.loc[i, 'pc_nearest_sibling'] = sims.fill_diagonal_(-2).max(1)[0].numpy()
+        out.loc[i, 'pc_score_rank'] = pd.Series(si).rank(method='average').sub(1).div(n - 1).values
+        out.loc[i, 'pc_score_delta'] = si - (si.sum() - si)/(n - 1)
+    return out
+
+# %% ../nbs/04_eval.ipynb #9b455fa7
+META_COLUMNS = dict(age=('age_approx', 'age'), sex=('sex',), site=('anatom_site_general_challenge', 'anatom_site_general', 'localization', 'site'))
+
+def metadata_table(df:pd.DataFrame) -> pd.DataFrame:
+    "Age (float), sex and anatomic site (lower-case text) of each row of `df` from any of their usual column names (`META_COLUMNS`); NaN where absent."
+    out = pd.DataFrame(index=df.index)
+    for name, cols in META_COLUMNS.items():
+        col = first(c for c in cols if c in df)
+        s = df[col] if col else pd.Series(np.nan, index=df.index)
+        if name == 'age': out[name] = pd.to_numeric(s, errors='coerce')
+        else: out[name] = s.astype('string').str.strip().str.lower().replace({'': pd.NA, 'unknown': pd.NA, 'nan': pd.NA}).astype(object).where(lambda x: x.notna(), np.nan)
+    return out
+
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p/(1 - p))
+
+def stack_features(image_prob, neighbours:pd.DataFrame, context:pd.DataFrame|None=None, meta:pd.DataFrame|None=None) -> pd.DataFrame:
+    "Second-stage features (N, F): `image_logit`, neighbour features, patient context and metadata, when given."
+    parts = [pd.DataFrame(dict(image_logit=_logit(image_prob))), neighbours.reset_index(drop=True)]
+    parts += [x.reset_index(drop=True) for x in (context, meta) if x is not None]
+    return pd.concat(parts, axis=1)
+
+# %% ../nbs/04_eval.ipynb #17eaf77e
+from sklearn.pipeline import make_pipeline
+from sklearn.compose import make_column_transformer
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import StandardScaler, OneHotEncoder, OrdinalEncoder
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.model_selection import StratifiedGroupKFold
+
+STACKERS = Registry('stack')
+
+@STACKERS.register('logistic')
+def _logistic_stack(numeric, categorical):
+    return make_pipeline(make_column_transformer(
+        (make_pipeline(SimpleImputer(strategy='median', add_indicator=True, keep_empty_features=True), StandardScaler()), numeric),
+        (make_pipeline(SimpleImputer(strategy='constant', fill_value='missing', keep_empty_features=True),
+                       OneHotEncoder(handle_unknown='ignore')), categorical)), LogisticRegression(C=0.3, max_iter=2000))
+
+@STACKERS.register('hgb')
+def _hgb_stack(numeric, categorical):
+    codes = OrdinalEncoder(handle_unknown='use_encoded_value', unknown_value=np.nan, encoded_missing_value=np.nan)
+    return make_pipeline(make_column_transformer(('passthrough', numeric), (codes, categorical)),
+                         HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=20,
+                                                        l2_regularization=1.0, random_state=0,
+                                                        categorical_features=[len(numeric) + i for i in range(len(categorical))]))
+
+CATEGORICAL = ('sex', 'site')
+
+class Stacker:
+    "Second stage `kind` (see `STACKERS`) fitted on validation features `X` (N, F), labels `y` (N,) and `groups` (N,), cross-fitted over `folds`."
+    def __init__(self, kind:str, X:pd.DataFrame, y, groups, folds:int=5, seed:int=0):
+        STACKERS[kind]
+        self.kind, y, groups = kind, np.asarray(y).astype(int), np.asarray(groups)
+        self.columns = [c for c in X.columns if X[c].notna().any()]  # a feature no validation row has cannot be learned
+        self.optional = [[c for c in self.columns if c in META_COLUMNS], [c for c in self.columns if c in PATIENT_FEATURES]]
+        self.oof = np.full(len(y), np.nan)
+        cv = StratifiedGroupKFold(n_splits=min(folds, int(min(y.sum(), (1 - y).sum()))), shuffle=True, random_state=seed)
+        for fit, held in cv.split(X, y, groups): self.oof[held] = self._fit(X.iloc[fit], y[fit]).predict_proba(self._frame(X.iloc[held]))[:, 1]
+        self.model = self._fit(X, y)
+    def _frame(self, X:pd.DataFrame) -> pd.DataFrame:
+        X = X.reindex(columns=self.columns)  # absent columns are missing
+        return X.astype({c: object if c in CATEGORICAL else float for c in self.columns})
+    def _fit(self, X, y):
+        X = self._frame(X)
+        copies = [X] + [X.assign(**{c: np.nan for c in cols}) for cols in self.optional if cols]  # as given, metadata missing, context missing
+        num, cat = [c for c in self.columns if c not in CATEGORICAL], [c for c in self.columns if c in CATEGORICAL]
+        return STACKERS[self.kind].fn(num, cat).fit(pd.concat(copies, ignore_index=True), np.tile(y, len(copies)))
+    def __call__(self, X:pd.DataFrame) -> np.ndarray:
+        "Melanoma probabilities (N,) of features `X` (N, F); missing columns and values are allowed."
+        return self.model.predict_proba(self._frame(X))[:, 1]
+
+# %% ../nbs/04_eval.ipynb #b1fe1e82
 class Calibrator:
     "Platt scaling: logistic map from raw scores (N,) to melanoma probabilities (N,), fitted on validation."
     def __init__(self, y, score):  # unregularised: raw scores can span a tiny range that L2 would flatten
@@ -154,26 +298,58 @@ class Evaluation:
     "Scores, probabilities and metrics of one evaluation; `metrics` are on the test split at the validation threshold."
     method: str; scorer: Scorer; calibrator: Calibrator; threshold: float; metrics: dict; valid_metrics: dict
     y: dict; prob: dict; ref_paths: list; ref_diagnosis: list|None = None
+    retrieval: Retrieval|None = None; stacker: Stacker|None = None; emb_centre: torch.Tensor|None = None
+    image_prob: dict = field(default_factory=dict); retrieval_metrics: dict = field(default_factory=dict)
+
+    def image_probability(self, emb) -> np.ndarray:
+        "Calibrated melanoma probabilities (N,) of the image score alone, from embeddings (N, D)."
+        return self.calibrator(self.scorer(emb))
+    def features(self, emb, feats, table:pd.DataFrame|None=None) -> pd.DataFrame:
+        "`stack_features` (N, F) of embeddings (N, D) and pooled features (N, C); `table` (N rows) gives patients and metadata."
+        image = self.image_probability(emb)
+        pid = patient_ids(table) if table is not None else None
+        ctx = None
+        if pid is not None and pid.notna().any():  # siblings compared in the trained embedding, centred on the references
+            ctx = patient_context(F.normalize(torch.as_tensor(emb).float() - self.emb_centre, dim=1), _logit(image), pid)
+        return stack_features(image, self.retrieval.neighbour_features(self.retrieval.vectors(emb, feats)), ctx,
+                              metadata_table(table) if table is not None else None)
+    def predict(self, emb, feats, table:pd.DataFrame|None=None) -> pd.DataFrame:
+        "Per image: `prob` (the second stage's when there is one), `image_prob` (the image score's) and the features they rest on."
+        X = self.features(emb, feats, table)
+        image = 1/(1 + np.exp(-X.image_logit.values))
+        return X.assign(image_prob=image, prob=self.stacker(X) if self.stacker else image)
+
+def _diagnoses(df) -> list: return (df.diagnosis if 'diagnosis' in df else df.label.map(dict(enumerate(CLASSES)))).astype(str).tolist()
 
 def evaluate(learn:Learner, df:pd.DataFrame, method:str='prototype', tta:bool=False, sensitivity:float|None=None,
-             k:int=10, test_split:str='test') -> Evaluation:
-    "Score the valid and test splits of `df` against the train split; threshold on valid, metrics on test."
-    parts = {s: embed(learn, rows_dl(learn.dls, df, s), tta) for s in ('train', 'valid', test_split)}
-    scorer = make_scorer(method, *parts['train'], head=learn.model.head, k=k)
-    raw = {s: scorer(parts[s][0]) for s in ('valid', test_split)}
-    y = {s: parts[s][1].numpy().astype(int) for s in ('valid', test_split)}
-    cal = Calibrator(y['valid'], raw['valid'])
-    prob = {s: cal(raw[s]) for s in raw}
-    thr = choose_threshold(y['valid'], prob['valid'], sensitivity)
-    ref = df[df.split.eq('train')]
-    return Evaluation(method, scorer, cal, thr, classification_metrics(y[test_split], prob[test_split], thr),
-                      classification_metrics(y['valid'], prob['valid'], thr), y, prob, [str(Path(p).absolute()) for p in ref.path],
-                      ref.diagnosis.tolist() if 'diagnosis' in ref else None)
+             sensitivity_margin:float=0., k:int=10, retrieval:str='features', stack:str|None=None, test_split:str='test') -> Evaluation:
+    "Score the valid and test splits of `df` against the train split; second stage, threshold and calibration on valid, metrics on test."
+    parts = {s: embed(learn, rows_dl(learn.dls, df, s), tta, features=True) for s in ('train', 'valid', test_split)}
+    y = {s: (parts[s][1] == 1).numpy().astype(int) for s in parts}  # melanoma is target 1 under every `TARGETS` vocabulary
+    scorer = make_scorer(method, parts['train'][0], y['train'], head=learn.model.head, k=k)
+    cal = Calibrator(y['valid'], scorer(parts['valid'][0]))
+    reps = {n: Retrieval(n, parts['train'][0 if r.source == 'emb' else 2], y['train']) for n, r in REPRESENTATIONS.items()}
+    ref, rows = df[df.split.eq('train')], {s: df[df.split.eq(s)] for s in ('valid', test_split)}
+    ev = Evaluation(method, scorer, cal, None, {}, {}, {s: y[s] for s in rows}, {}, [str(Path(p).absolute()) for p in ref.path],
+                    ref.diagnosis.tolist() if 'diagnosis' in ref else None, reps[retrieval], emb_centre=parts['train'][0].float().mean(0))
+    pred = {s: ev.predict(parts[s][0], parts[s][2], rows[s]) for s in rows}
+    ev.image_prob = {s: pred[s].image_prob.values for s in rows}
+    if stack:
+        ev.stacker = Stacker(stack, pred['valid'].drop(columns=['image_prob', 'prob']), y['valid'], rows['valid'].group)
+        ev.prob = {'valid': ev.stacker.oof, test_split: ev.stacker(pred[test_split])}
+    else: ev.prob = dict(ev.image_prob)
+    ev.threshold = choose_threshold(y['valid'], ev.prob['valid'], sensitivity, sensitivity_margin)
+    ev.metrics = classification_metrics(y[test_split], ev.prob[test_split], ev.threshold)
+    ev.valid_metrics = classification_metrics(y['valid'], ev.prob['valid'], ev.threshold)
+    e, f = parts[test_split][0], parts[test_split][2]
+    ev.retrieval_metrics = {n: retrieval_report(r, r.vectors(e, f), _diagnoses(rows[test_split]), _diagnoses(ref), ev.prob[test_split] >= ev.threshold)
+                            for n, r in reps.items()}
+    return ev
 
 def score_rows(learn:Learner, ev:Evaluation, df:pd.DataFrame, tta:bool=False):
-    "Labels (N,) and calibrated melanoma probabilities (N,) of every row of `df` (such as an external data set) under `ev`."
-    emb, y = embed(learn, rows_dl(learn.dls, df), tta)
-    return y.numpy().astype(int), ev.calibrator(ev.scorer(emb))
+    "Labels (N,) and melanoma probabilities (N,) of every row of `df` (such as an external data set) under `ev`, its patients and metadata included."
+    emb, y, feats = embed(learn, rows_dl(learn.dls, df), tta, features=True)
+    return (y == 1).numpy().astype(int), ev.predict(emb, feats, df.reset_index(drop=True)).prob.values
 
 # %% ../nbs/04_eval.ipynb #7224b08d
 def plot_pair_similarities(learn:Learner, df:pd.DataFrame, n:int=8, split:str='test', seed:int=0, fname=None):
@@ -203,30 +379,47 @@ def _items(items) -> list:
         return [str(items)]
     return [str(o) for o in items]
 
+def _meta_rows(paths, meta) -> pd.DataFrame|None:
+    "The rows of table `meta` (a DataFrame or a table file with an image id column) for `paths`, matched by file stem; NaN rows for images it lacks."
+    if meta is None: return None
+    source = meta if not isinstance(meta, pd.DataFrame) else 'meta'
+    if not isinstance(meta, pd.DataFrame): meta = read_table(meta)
+    idc = first(c for c in meta.columns if _key(c) in ID_COLS)
+    if idc is None: raise KeyError(f"{source}: no image id column ({', '.join(ID_COLS)}) to match the images by; found {list(meta.columns)}")
+    ids = meta[idc].astype(str).map(lambda s: Path(s).stem)
+    if ids.duplicated().any(): raise ValueError(f"{source}: image ids listed twice, e.g. {ids[ids.duplicated()].tolist()[:3]}; keep one row per image")
+    return meta.set_index(ids).reindex([Path(p).stem for p in paths]).reset_index(drop=True)
+
 @patch
-def predict_lesions(self:Learner, items, k:int=5, tta:bool=False) -> pd.DataFrame:
-    "One row per image of `items` (path(s) or a folder): probability, decision, `error`, and the `k` nearest reference lesions."
+def predict_lesions(self:Learner, items, k:int=5, tta:bool=False, meta=None) -> pd.DataFrame:
+    "One row per image of `items` (path(s) or a folder): probability, decision, `error`, the `k` nearest reference lesions, and patient context when `meta` gives patients."
     ev, paths = self.evaluation, _items(items)
     if not paths: raise FileNotFoundError(f"{items}: no images ({', '.join(IMAGE_EXTS)}) found")
     ok, errors = readable_images(paths)
+    table = _meta_rows(ok, meta)
     out = pd.DataFrame(dict(image=paths, prob_melanoma=np.nan, melanoma=pd.array([pd.NA]*len(paths), dtype='boolean'), error=''))
     out.loc[out.image.isin(errors.path), 'error'] = errors.set_index('path').error.reindex(out.image[out.image.isin(errors.path)]).values
+    if ev.stacker: out['image_prob_melanoma'] = np.nan  # the image score alone, before the second stage
     k = min(k, len(ev.ref_paths))
     nn = {f'nn{i+1}_{c}': None for i in range(k) for c in ('path', 'class', 'diagnosis', 'similarity')}
-    out = out.assign(**nn)
+    context = table is not None and patient_ids(table).notna().any()
+    out = out.assign(**nn, **({c: np.nan for c in PATIENT_FEATURES} if context else {}))
     if ok:
-        emb, _ = embed(self, self.dls.test_dl(ok), tta)
-        prob = ev.calibrator(ev.scorer(emb))
-        sim, idx = ev.scorer.similarities(emb).topk(k, dim=1)
+        emb, _, feats = embed(self, self.dls.test_dl(ok), tta, features=True)
+        res = ev.predict(emb, feats, table)
+        sim, idx = ev.retrieval.nearest(ev.retrieval.vectors(emb, feats), k)
         rows = out.image.isin(ok).values
-        out.loc[rows, 'prob_melanoma'], out.loc[rows, 'melanoma'] = prob, prob >= ev.threshold
+        out.loc[rows, 'prob_melanoma'], out.loc[rows, 'melanoma'] = res.prob.values, res.prob.values >= ev.threshold
+        if ev.stacker: out.loc[rows, 'image_prob_melanoma'] = res.image_prob.values
         for i in range(k):
             j = idx[:, i].numpy()
-            cls = [CLASSES[int(c)] for c in ev.scorer.ref_y[j]]
+            cls = [CLASSES[int(c)] for c in ev.retrieval.ref_y[j]]
             out.loc[rows, f'nn{i+1}_path'] = [ev.ref_paths[t] for t in j]
             out.loc[rows, f'nn{i+1}_class'] = cls
             out.loc[rows, f'nn{i+1}_diagnosis'] = [ev.ref_diagnosis[t] for t in j] if ev.ref_diagnosis else cls
             out.loc[rows, f'nn{i+1}_similarity'] = sim[:, i].numpy().round(4)
+        if context:
+            for c in PATIENT_FEATURES: out.loc[rows, c] = res[c].values
     if len(errors): warnings.warn(f"{len(errors)} of {len(paths)} images could not be read and were not scored (see the error column), "
                                   f"e.g. {errors.path.iloc[0]}: {errors.error.iloc[0]}")
     return out
@@ -241,7 +434,7 @@ def predict_submission(self:Learner, test, tta:bool=False) -> pd.DataFrame:
     paths = ImageIndex(csv.parent).paths(ids)
     lost = [i for i, p in zip(ids, paths) if p is None]
     if lost: raise FileNotFoundError(f"{csv}: {len(lost)} of {len(ids)} listed images are not under {csv.parent}, e.g. {lost[:3]}; a submission needs every row")
-    pred = self.predict_lesions(paths, k=1, tta=tta)
+    pred = self.predict_lesions(paths, k=1, tta=tta, meta=csv)  # test.csv's patients, age, sex and site feed the second stage
     bad = pred[pred.error.ne('')]
     if len(bad): raise UnreadableImageError(f"{len(bad)} of {len(ids)} test images cannot be read, e.g. {bad.image.iloc[0]}: {bad.error.iloc[0]}; "
                                             "a submission needs every row", bad.image.tolist())
@@ -258,3 +451,24 @@ def load_predictor(fname, cpu:bool=True) -> Learner:
     learn = load_learner(fname, cpu=cpu)
     if not hasattr(learn, 'evaluation'): raise ValueError(f"{fname}: a fastai learner without reference data; export it with export_predictor")
     return learn
+
+# %% ../nbs/04_eval.ipynb #8ddcacb2
+def plot_neighbours(pred:pd.DataFrame, truth=None, size:int=96, fname=None, title:str='Query images and their nearest reference lesions'):
+    "Each scored row of `pred` (from `predict_lesions`): the query image beside its nearest references, with class, diagnosis and similarity; `truth` (one per row) is shown when given."
+    ok = pred.error.eq('').values
+    rows, truth = pred[ok], None if truth is None else np.asarray(truth, dtype=object)[ok]
+    if not len(rows): raise ValueError("pred has no scored images to draw (every row has an error)")
+    k = sum(c.endswith('_path') and c.startswith('nn') for c in pred.columns)
+    fig, axs = plt.subplots(len(rows), k + 1, figsize=(1.9*(k + 1), 2.5*len(rows)), squeeze=False)
+    for r, (_, row) in enumerate(rows.iterrows()):
+        q = f"query {Path(row.image).stem}\nP(melanoma) {row.prob_melanoma:.2f}: {'melanoma' if row.melanoma else 'benign'}"
+        if truth is not None: q += f"\ntruth: {truth[r]}"
+        axs[r, 0].imshow(load_rgb(row.image, size)); axs[r, 0].set_title(q, fontsize=8, fontweight='bold')
+        for i in range(k):
+            cls, dx, sim = row[f'nn{i+1}_class'], row[f'nn{i+1}_diagnosis'], row[f'nn{i+1}_similarity']
+            axs[r, i + 1].imshow(load_rgb(row[f'nn{i+1}_path'], size))
+            axs[r, i + 1].set_title(f"#{i+1} {cls if dx == cls or dx == 'unknown' else dx}\nsimilarity {sim:.2f}", fontsize=8,
+                                    color='C3' if cls == 'melanoma' else 'C0')
+    for ax in axs.flat: ax.axis('off')
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, fname)

@@ -17,12 +17,13 @@ from .model import *
 from .metrics import *
 from .train import *
 from .eval import *
+from .eval import _diagnoses
 
 # %% auto #0
-__all__ = ['BENCHMARK', 'COMPARE_MODELS', 'PARSERS', 'RecipeError', 'setting', 'Recipe', 'validate_recipe', 'fit_and_evaluate',
-           'read_split', 'check_run_folder', 'run_experiment', 'compare_recipes', 'markdown_table', 'compare_models',
-           'recipe_parser', 'cli_errors', 'train_parser', 'train_cli', 'compare_parser', 'compare_cli',
-           'predict_parser', 'predict_cli', 'documented_commands']
+__all__ = ['BENCHMARK', 'COMPARE_MODELS', 'TRAVEL', 'PARSERS', 'RecipeError', 'setting', 'Recipe', 'validate_recipe',
+           'fit_and_evaluate', 'read_split', 'check_run_folder', 'run_experiment', 'compare_recipes', 'markdown_table',
+           'seed_summary', 'compare_models', 'recipe_parser', 'cli_errors', 'train_parser', 'train_cli',
+           'compare_parser', 'compare_cli', 'predict_parser', 'predict_cli', 'documented_commands']
 
 # %% ../nbs/06_experiment.ipynb #a4fa9a8c
 class RecipeError(ValueError):
@@ -57,6 +58,7 @@ class Recipe:
     weights: str|None = setting(None, 'local state-dict file of the encoder, instead of downloading weights', 'model')
     emb_dim: int = setting(128, 'embedding dimension', 'model')
     loss: str = setting('supcon', 'loss: contrastive, triplet, supcon, bce, ce, or a sum such as supcon+ce', 'model')
+    labels: str = setting('binary', "classes the losses learn: binary (benign/melanoma) or diagnosis (each benign diagnosis its own class, unknown ones benign); scoring is always melanoma vs benign", 'model')
     miner: str = setting('all', 'in-batch miner: all, semihard, hard, multisim', 'model')
     pair_head: str = setting('cosine', 'pair head of pair losses (bce): cosine or mlp', 'model')
     margin: float|None = setting(None, "margin of contrastive/triplet losses and miners; each loss's own default when omitted", 'model')
@@ -74,7 +76,10 @@ class Recipe:
     method: str = setting('prototype', 'melanoma score from embeddings: prototype, knn, classifier, pair_head or head', 'score')
     tta: bool = setting(False, 'average the embeddings of the four flips of each image', 'score')
     sensitivity: float|None = setting(None, "choose the threshold for this validation sensitivity; Youden's J when omitted", 'score')
+    sensitivity_margin: float = setting(0., "choose the threshold for sensitivity + this margin on validation, room for the drop on another clinic's images", 'score')
     k: int = setting(10, 'neighbours of knn scoring', 'score')
+    retrieval: str = setting('features', "representation of the nearest reference lesions: features (pooled encoder features, centred), embedding (the trained projection) or features_raw", 'score')
+    stack: str|None = setting(None, "second stage over image score, neighbours, patient context and metadata, fitted on validation: logistic or hgb; off when omitted", 'score')
 
     def __post_init__(self): validate_recipe(self)
 
@@ -85,10 +90,11 @@ def _need(ok, name, value, why):
 def validate_recipe(self:Recipe):
     "Refuse unknown names, out-of-range numbers and incompatible combinations, naming the field and what is valid."
     for name, reg, value in (('aug', AUG_PRESETS, self.aug), ('miner', MINERS, self.miner), ('pair_head', PAIR_HEADS, self.pair_head),
-                             ('method', SCORERS, self.method)):
+                             ('method', SCORERS, self.method), ('labels', TARGETS, self.labels), ('retrieval', REPRESENTATIONS, self.retrieval)):
         _need(value in reg, name, value, f"choose one of {', '.join(reg)}")
     try: head, fam = loss_head(self.loss), encoder_family(self.arch)
     except ValueError as e: raise RecipeError(str(e)) from None
+    _need(self.stack is None or self.stack in STACKERS, 'stack', self.stack, f"choose one of {', '.join(STACKERS)}, or none")
     _need(self.missing in ('raise', 'drop'), 'missing', self.missing, "choose 'raise' or 'drop'")
     _need(self.tfrecord_duplicates in ('drop', 'keep'), 'tfrecord_duplicates', self.tfrecord_duplicates, "choose 'drop' or 'keep'")
     bad = [v for v in (self.diagnosis_map or {}).values() if v not in DIAGNOSES]
@@ -102,6 +108,8 @@ def validate_recipe(self:Recipe):
     _need(self.ema is None or 0 <= self.ema < 1, 'ema', self.ema, 'must be in [0, 1), or none')
     _need(self.patience is None or self.patience >= 1, 'patience', self.patience, 'must be at least 1')
     _need(self.sensitivity is None or 0 < self.sensitivity <= 1, 'sensitivity', self.sensitivity, 'must be in (0, 1]')
+    _need(0 <= self.sensitivity_margin < 1 and (self.sensitivity_margin == 0 or self.sensitivity is not None), 'sensitivity_margin',
+          self.sensitivity_margin, 'must be in [0, 1) and needs a target sensitivity')
     _need(0 < self.pos_frac < 1, 'pos_frac', self.pos_frac, 'must be between 0 and 1')
     _need(1 <= round(self.bs*self.pos_frac) < self.bs, 'bs', self.bs,
           f"with pos_frac={self.pos_frac} a batch holds round({self.bs}*{self.pos_frac}) = {round(self.bs*self.pos_frac)} melanomas; "
@@ -116,6 +124,7 @@ def validate_recipe(self:Recipe):
           f"needs a model trained with a {need}-head loss ({', '.join(n for n, l in LOSSES.items() if l.head == need)}), not loss={self.loss!r}")
     _need(not self.pairs or all(p.pairs for p in loss_parts(self.loss)), 'pairs', self.pairs,
           f"loss={self.loss!r} cannot train on explicit pairs; use one of {', '.join(n for n, l in LOSSES.items() if l.pairs)}")
+    _need(not self.pairs or self.labels == 'binary', 'labels', self.labels, "explicit pairs are same/different by class; use labels='binary' with pairs")
 
 # %% ../nbs/06_experiment.ipynb #320b11c2
 @patch
@@ -154,7 +163,7 @@ def fit_and_evaluate(df:pd.DataFrame, recipe:Recipe, out, externals=(), verbose:
     cache = cache_images(df, r.size, externals, colour_constancy=r.colour_constancy, progress=verbose, rebuild=r.rebuild_cache)
     data = dict(cache=cache, **r.kwargs_for(lesion_dls))
     dls = lesion_dls(df, dl_type=BalancedDL, dl_kwargs=[dict(pos_frac=r.pos_frac), {}], **data)
-    train_dls = pair_dls(df, **data) if r.pairs else dls  # seed style: one random pair per training image and epoch
+    train_dls = pair_dls(df, cache=cache, **r.kwargs_for(pair_dls)) if r.pairs else dls  # seed style: one random pair per training image and epoch
     learn = siamese_learner(train_dls, checkpoints=out/'checkpoints', path=out, **r.kwargs_for(siamese_learner))
     learn.config, learn.recipe = r.training(), r
     t0 = time.time()
@@ -169,6 +178,8 @@ def fit_and_evaluate(df:pd.DataFrame, recipe:Recipe, out, externals=(), verbose:
 
 # %% ../nbs/06_experiment.ipynb #a339d1dd
 def _metrics_json(m): return {k: v for k, v in m.items() if k != 'report'}
+
+_RETRIEVAL_COLS = ('precision_at_1', 'map_at_r', 'nn_sim_p5', 'nn_sim_p95', 'nn_agreement')  # the retrieval figures runs report
 
 def _write_json(obj, fname):
     with atomic_path(fname) as tmp: Path(tmp).write_text(json.dumps(obj, indent=2))
@@ -200,12 +211,16 @@ def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:
     plot_pair_similarities(learn, df, fname=plots/'pairs.png')
     plt.close('all')
     export_predictor(learn, ev, out/'predictor.pkl')
-    res = dict(data=str(data), test=_metrics_json(ev.metrics), valid=_metrics_json(ev.valid_metrics),
+    test = df[df.split.eq('test')].head(4)
+    plot_neighbours(learn.predict_lesions(test.path.tolist(), k=5), truth=_diagnoses(test), fname=plots/'neighbours.png')
+    plt.close('all')
+    res = dict(data=str(data), test=_metrics_json(ev.metrics), valid=_metrics_json(ev.valid_metrics), retrieval=ev.retrieval_metrics,
                train_seconds=round(train_s, 1), n_images={s: int(n) for s, n in df.split.value_counts().items()})
     _write_json(res, out/'metrics.json')
     if verbose:
         print(ev.metrics['report'])
-        print(' '.join(f"{k}={ev.metrics[k]:.3f}" for k in ('auc', 'pauc', 'balanced_accuracy', 'sensitivity', 'specificity')),
+        print(' '.join(f"{k}={ev.metrics[k]:.3f}" for k in ('auc', 'pauc', 'balanced_accuracy', 'sensitivity', 'specificity')))
+        print(f"retrieval ({r.retrieval}): " + ' '.join(f"{k}={ev.retrieval_metrics[r.retrieval][k]:.3f}" for k in _RETRIEVAL_COLS),
               f"\nwrote {out}/metrics.json, {out}/plots/*.png, {out}/predictor.pkl")
     return res
 
@@ -231,37 +246,75 @@ def markdown_table(df:pd.DataFrame, floatfmt:str='.3f') -> str:
 # %% ../nbs/06_experiment.ipynb #7835445f
 _TEST_COLS = ('auc', 'pauc', 'balanced_accuracy', 'sensitivity', 'specificity')
 _EXT_COLS = ('auc', 'pauc', 'sensitivity', 'specificity')
+TRAVEL = dict(sensitivity=0.9, margin=0.05)  # the travelling threshold rule reported beside each recipe's own (see 07_metrics)
 
-def compare_models(data, out='runs/compare', externals=(), base:Recipe=BENCHMARK, models:dict|None=None,
-                   verbose:bool=True) -> pd.DataFrame:
-    "Train and score each recipe of `compare_recipes(base, models)` on `data`; write table, JSON and ROC plots to `out`."
-    out, recipes = Path(out), compare_recipes(base, models)
+def _timed_fit(df, r, run, ext, verbose):
+    "`fit_and_evaluate`, with the training's wall and CPU seconds kept in the run folder, so a re-scored run reports its training time."
+    cpu0 = time.process_time()
+    learn, ev, secs = fit_and_evaluate(df, r, run, ext, verbose=verbose)
+    timing = run/'timing.json'
+    if timing.exists(): return learn, ev, json.loads(timing.read_text())
+    t = dict(train_s=secs, cpu_s=time.process_time() - cpu0)  # CPU time of this process (all its threads), evaluation included
+    _write_json(t, timing)
+    return learn, ev, t
+
+def _row(learn, ev, r, ext, recalibrate):
+    "One table row of a trained and evaluated recipe: test, validation, retrieval and external metrics."
+    row = {**{k: ev.metrics[k] for k in _TEST_COLS}, 'valid_auc': ev.valid_metrics['auc'], 'valid_sensitivity': ev.valid_metrics['sensitivity'],
+           **{k: ev.retrieval_metrics[r.retrieval][k] for k in _RETRIEVAL_COLS}}
+    travel = choose_threshold(ev.y['valid'], ev.prob['valid'], TRAVEL['sensitivity'], TRAVEL['margin'])
+    curves = {}
+    for n, edf in ext.items():
+        y, prob = score_rows(learn, ev, edf, r.tta)
+        m, mt, rc = classification_metrics(y, prob, ev.threshold), classification_metrics(y, prob, travel), \
+            recalibrated_metrics(y, prob, recalibrate, r.sensitivity, r.sensitivity_margin)
+        row.update({f'{n}_{k}': m[k] for k in _EXT_COLS})
+        row.update({f'{n}_margin_sensitivity': mt['sensitivity'], f'{n}_margin_specificity': mt['specificity'],
+                    f'{n}_recal_sensitivity': rc['sensitivity'], f'{n}_recal_specificity': rc['specificity']})
+        curves[n] = (y, prob)
+    return row, curves
+
+def seed_summary(table:pd.DataFrame, cols=None) -> pd.DataFrame:
+    "Per model of a `compare_models` table: 'mean ± half the range over seeds' of `cols` (every column by default), as text."
+    g = table[list(cols or table.columns)].groupby(level='model', sort=False)
+    mean, half = g.mean(), (g.max() - g.min())/2
+    fmt = lambda m, h, n: f"{m:.3f}" if n == 1 else f"{m:.3f} ± {h:.3f}"
+    n = g.size()
+    return pd.DataFrame({c: [fmt(mean.loc[i, c], half.loc[i, c], n[i]) for i in mean.index] for c in mean.columns}, index=mean.index).assign(seeds=n)
+
+def compare_models(data, out='runs/compare', externals=(), base:Recipe=BENCHMARK, models:dict|None=None, seeds=None,
+                   recalibrate:float=0.2, verbose:bool=True) -> pd.DataFrame:
+    "Train and score each recipe of `compare_recipes(base, models)` with each of `seeds` (the base's when None) on `data`; write tables, JSON and ROC plots to `out`."
+    out, recipes, seeds = Path(out), compare_recipes(base, models), list(seeds or [base.seed])
     splits, runs = {}, {}  # split tables by their settings; run folders by training settings
     ext = {Path(e).name: read_isic(e, **base.kwargs_for(read_isic)) for e in externals}
-    rows, curves = {}, {'test': {}, **{n: {} for n in ext}}
-    for name, r in recipes.items():
-        df = splits.setdefault(json.dumps(r.kwargs_for(read_isic) | r.kwargs_for(split_groups)), read_split(data, r))
-        run = runs.setdefault(json.dumps(r.training()), out/name)  # a finished run folder is re-scored, not retrained
-        if verbose: print(f'--- {name} ({run.name}): {r}')
-        if run.name == name: r.save(run/'config.json')  # the folder's own recipe, not one re-scoring it
-        learn, ev, secs = fit_and_evaluate(df, r, run, ext.values(), verbose=verbose)
-        row = {**{k: ev.metrics[k] for k in _TEST_COLS}, 'valid_auc': ev.valid_metrics['auc'], 'train_min': secs/60}
-        curves['test'][name] = (ev.y['test'], ev.prob['test'])
-        for n, edf in ext.items():
-            y, prob = score_rows(learn, ev, edf, r.tta)
-            m = classification_metrics(y, prob, ev.threshold)
-            row.update({f'{n}_{k}': m[k] for k in _EXT_COLS})
-            curves[n][name] = (y, prob)
-        rows[name] = row
-        if verbose: print({k: round(v, 3) for k, v in row.items()})
-    table = pd.DataFrame.from_dict(rows, orient='index').rename_axis('model')
+    rows, curves, retrieval = {}, {'test': {}, **{n: {} for n in ext}}, {}
+    for seed in seeds:
+        for name, r in recipes.items():
+            r = r.replace(seed=seed)
+            folder = name if seed == base.seed else f'{name}_seed{seed}'
+            df = splits.setdefault(json.dumps(r.kwargs_for(read_isic) | r.kwargs_for(split_groups)), read_split(data, r))
+            run = runs.setdefault(json.dumps(r.training()), out/folder)  # a finished run folder is re-scored, not retrained
+            if verbose: print(f'--- {name}, seed {seed} ({run.name}): {r}')
+            if run.name == folder: r.save(run/'config.json')  # the folder's own recipe, not one re-scoring it
+            learn, ev, t = _timed_fit(df, r, run, ext.values(), verbose)
+            row, ext_curves = _row(learn, ev, r, ext, recalibrate)
+            rows[(name, seed)] = {**row, 'train_min': t['train_s']/60, 'train_cpu_min': t['cpu_s']/60}
+            retrieval[f'{name}/{seed}'] = ev.retrieval_metrics
+            if seed == seeds[0]:
+                curves['test'][name] = (ev.y['test'], ev.prob['test'])
+                for n, c in ext_curves.items(): curves[n][name] = c
+            if verbose: print({k: round(v, 3) for k, v in rows[(name, seed)].items()})
+    table = pd.DataFrame.from_dict(rows, orient='index').rename_axis(['model', 'seed'])
     first_df = next(iter(splits.values()))
-    settings = dict(data=str(data), externals=[str(e) for e in externals], base=asdict(base),
+    settings = dict(data=str(data), externals=[str(e) for e in externals], base=asdict(base), seeds=seeds, travel=TRAVEL, recalibrate=recalibrate,
                     n_images={s: int(n) for s, n in first_df.split.value_counts().items()},
                     n_melanoma={s: int(n) for s, n in first_df[first_df.label.eq(1)].split.value_counts().items()})
-    with atomic_path(out/'comparison.md') as tmp: Path(tmp).write_text(markdown_table(table))
-    _write_json(dict(settings=settings, models={n: asdict(r) for n, r in recipes.items()}, results=table.to_dict(orient='index')),
-                out/'comparison.json')
+    md = markdown_table(table.reset_index(level='seed'))
+    if len(seeds) > 1: md += '\nMean ± half the range over seeds:\n\n' + markdown_table(seed_summary(table).astype(str))
+    with atomic_path(out/'comparison.md') as tmp: Path(tmp).write_text(md)
+    _write_json(dict(settings=settings, models={n: asdict(r) for n, r in recipes.items()},
+                     results={f'{m}/{s}': v for (m, s), v in table.to_dict(orient='index').items()}, retrieval=retrieval), out/'comparison.json')
     for n, c in curves.items():
         title = 'ROC curves, test split' if n == 'test' else f'ROC curves, external set {n}'
         plot_roc(c, out/f'roc_{n}.png', title=title)
@@ -337,14 +390,15 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument('data', help='data folder in any supported layout (ISIC 2020 Kaggle copy, ham224, ...)')
     p.add_argument('--out', default='runs/compare', help='folder for the table, the ROC plots and one run folder per model')
     p.add_argument('--external', action='append', default=[], help='external data folder to score every model on (repeat for more)')
+    p.add_argument('--seeds', type=int, nargs='+', default=None, help='train every recipe with each of these seeds (default: the --seed)')
     return p
 
 def compare_cli(argv=None):
-    "Console script `isic-siamese-compare DATA --out runs/x [--external DIR ...] [recipe options]`."
+    "Console script `isic-siamese-compare DATA --out runs/x [--external DIR ...] [--seeds 42 43] [recipe options]`."
     args = compare_parser().parse_args(argv)
     with cli_errors('isic-siamese-compare', args.debug):
-        table = compare_models(args.data, args.out, args.external, base=Recipe.from_args(args))
-    print(markdown_table(table)); print(f"wrote {args.out}/comparison.md, {args.out}/comparison.json, {args.out}/roc_*.png")
+        table = compare_models(args.data, args.out, args.external, base=Recipe.from_args(args), seeds=args.seeds)
+    print(markdown_table(table.reset_index(level='seed'))); print(f"wrote {args.out}/comparison.md, {args.out}/comparison.json, {args.out}/roc_*.png")
 
 def predict_parser() -> argparse.ArgumentParser:
     "The parser of `isic-siamese-predict`."

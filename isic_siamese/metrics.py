@@ -4,15 +4,19 @@
 
 # %% ../nbs/07_metrics.ipynb #bb195fb4
 from __future__ import annotations
-import numpy as np, torch, torch.nn.functional as F
+import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from fastai.vision.all import Metric, AccumMetric
 from sklearn.metrics import (roc_auc_score, roc_curve, accuracy_score, balanced_accuracy_score, precision_score, f1_score,
                              confusion_matrix, classification_report)
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from pytorch_metric_learning.utils.inference import CustomKNN
+from pytorch_metric_learning.distances import CosineSimilarity
 from .data import CLASSES
 
 # %% auto #0
 __all__ = ['roc_auc', 'prototype_scores', 'crossfit_prototype_scores', 'emb_auc', 'EmbeddingAUC', 'PairAUC', 'partial_auc',
-           'choose_threshold', 'classification_metrics']
+           'choose_threshold', 'classification_metrics', 'recalibration_split', 'recalibrated_metrics',
+           'retrieval_metrics', 'nearest', 'neighbour_similarity', 'neighbour_agreement']
 
 # %% ../nbs/07_metrics.ipynb #40c70d89
 def roc_auc(y, score) -> float:
@@ -46,7 +50,8 @@ def crossfit_prototype_scores(emb, y, folds:int=2) -> np.ndarray:
     return scores
 
 def emb_auc(emb, y) -> float:
-    "Validation ROC AUC of the cross-fitted prototype score of embeddings (N, D) with labels (N,)."
+    "Validation ROC AUC of the cross-fitted prototype score of embeddings (N, D) with targets (N,): melanoma is target 1, every other target benign."
+    y = (torch.as_tensor(y) == 1).long()  # diagnosis-aware targets: 1 is melanoma, 0 and 2.. are benign classes
     return roc_auc(y, crossfit_prototype_scores(emb, y))
 
 def EmbeddingAUC() -> AccumMetric:
@@ -82,13 +87,13 @@ def partial_auc(y, score, min_tpr:float=0.8) -> float:
     return float(np.trapezoid(ys, xs))
 
 # %% ../nbs/07_metrics.ipynb #7afe0910
-def choose_threshold(y, score, sensitivity:float|None=None) -> float:
-    "Threshold on `score`: Youden's J, or the highest one reaching `sensitivity` when given."
+def choose_threshold(y, score, sensitivity:float|None=None, margin:float=0.) -> float:
+    "Threshold on `score`: Youden's J, or the highest one reaching `sensitivity` + `margin` (at most 1) when given."
     roc_auc(y, score)
     fpr, tpr, thr = roc_curve(y, score)
     thr = np.minimum(thr, np.max(score))  # scikit-learn's first threshold is +inf
     if sensitivity is None: return float(thr[np.argmax(tpr - fpr)])
-    return float(thr[np.argmax(tpr >= sensitivity)])
+    return float(thr[np.argmax(tpr >= min(1., sensitivity + margin) - 1e-12)])
 
 # %% ../nbs/07_metrics.ipynb #aa4ec88e
 def classification_metrics(y, score, threshold:float) -> dict:
@@ -101,3 +106,55 @@ def classification_metrics(y, score, threshold:float) -> dict:
                 sensitivity=float(tp/(tp + fn)), specificity=float(tn/(tn + fp)), precision=precision_score(y, pred, zero_division=0),
                 f1=f1_score(y, pred, zero_division=0), confusion=[[int(tn), int(fp)], [int(fn), int(tp)]],
                 report=classification_report(y, pred, labels=[0, 1], target_names=list(CLASSES), zero_division=0))
+
+# %% ../nbs/07_metrics.ipynb #7544e3c9
+def recalibration_split(y, frac:float=0.2, seed:int=0) -> np.ndarray:
+    "Boolean mask (N,) of a fixed stratified sample of `frac` of the rows (at least 2 of each class), for recalibrating on a new clinic."
+    y, rng = np.asarray(y).astype(int), np.random.default_rng(seed)
+    mask = np.zeros(len(y), bool)
+    for c in (0, 1):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < 4: raise ValueError(f"recalibration needs at least 4 {CLASSES[c]} images (2 to fit, 2 to report); the set has {len(idx)}")
+        mask[rng.choice(idx, max(2, round(frac*len(idx))), replace=False)] = True
+    return mask
+
+def recalibrated_metrics(y, score, frac:float=0.2, sensitivity:float|None=None, margin:float=0., seed:int=0) -> dict:
+    "`classification_metrics` on the rows outside a fixed `frac` sample, at the threshold chosen on that sample (Youden, or `sensitivity` + `margin`)."
+    y, score = np.asarray(y).astype(int), np.asarray(score, dtype=float)
+    fit = recalibration_split(y, frac, seed)
+    return classification_metrics(y[~fit], score[~fit], choose_threshold(y[fit], score[fit], sensitivity, margin))
+
+# %% ../nbs/07_metrics.ipynb #6874893d
+def _codes(*labels) -> list:
+    "Integer codes (one tensor per argument) of labels (str or int) over their joint vocabulary."
+    joint = np.concatenate([np.asarray(l).astype(str) for l in labels])
+    codes = torch.as_tensor(np.unique(joint, return_inverse=True)[1])
+    return list(codes.split([len(l) for l in labels]))
+
+def retrieval_metrics(query, query_labels, reference, reference_labels) -> dict:
+    "Precision@1, R-precision and MAP@R of `query` (N, D) against `reference` (M, D) by cosine similarity, on their labels (str or int)."
+    q_lab, r_lab = _codes(query_labels, reference_labels)
+    calc = AccuracyCalculator(include=('precision_at_1', 'r_precision', 'mean_average_precision_at_r'), k='max_bin_count',
+                              knn_func=CustomKNN(CosineSimilarity(), batch_size=1024))
+    acc = calc.get_accuracy(torch.as_tensor(query).float(), q_lab, torch.as_tensor(reference).float(), r_lab)
+    ql, rl = (pd.Series(np.asarray(l).astype(str)) for l in (query_labels, reference_labels))
+    return dict(precision_at_1=float(acc['precision_at_1']), r_precision=float(acc['r_precision']),
+                map_at_r=float(acc['mean_average_precision_at_r']),
+                chance_precision_at_1=float((ql.value_counts(normalize=True)*rl.value_counts(normalize=True)).sum()),
+                n_queries=int(ql.isin(set(rl)).sum()))
+
+def nearest(query, reference, k:int=1):
+    "Cosine similarities (N, k) and indices (N, k) of the `k` nearest rows of `reference` (M, D) to each row of `query` (N, D)."
+    q, r = (F.normalize(torch.as_tensor(x).float(), dim=1) for x in (query, reference))
+    return (q @ r.T).topk(min(k, len(r)), dim=1)
+
+def neighbour_similarity(query, reference, q=(5, 50, 95)) -> dict:
+    "Percentiles `q` of the cosine similarity between each query (N, D) and its nearest reference (M, D): {'nn_sim_p5': ...}."
+    sim = nearest(query, reference)[0][:, 0].numpy()
+    return {f'nn_sim_p{p}': float(np.percentile(sim, p)) for p in q}
+
+def neighbour_agreement(query, reference, reference_y, predicted, k:int=5) -> float:
+    "Share of queries (N, D) whose `k` nearest references (M, D) have the predicted class (N,) as their majority class (labels 0/1, ties count as melanoma)."
+    idx = nearest(query, reference, k)[1]
+    majority = (torch.as_tensor(np.asarray(reference_y))[idx].float().mean(1) >= 0.5).numpy()
+    return float((majority == np.asarray(predicted).astype(bool)).mean())

@@ -206,10 +206,10 @@ def loss_head(name:str) -> str|None:
     "The kind of head loss `name` trains: 'pair', 'classifier' or None."
     return first(p.head for p in loss_parts(name) if p.head)
 
-def head_for(loss:str, emb_dim:int, pair_head:str='cosine') -> nn.Module|None:
-    "The head that `loss` trains: a `PAIR_HEADS` head for pair losses, a `ClassifierHead` for classifier losses, else None."
+def head_for(loss:str, emb_dim:int, pair_head:str='cosine', n_out:int=2) -> nn.Module|None:
+    "The head that `loss` trains: a `PAIR_HEADS` head for pair losses, a `ClassifierHead` with `n_out` classes for classifier losses, else None."
     kind = loss_head(loss)
-    return PAIR_HEADS[pair_head].fn(emb_dim) if kind == 'pair' else ClassifierHead(emb_dim) if kind == 'classifier' else None
+    return PAIR_HEADS[pair_head].fn(emb_dim) if kind == 'pair' else ClassifierHead(emb_dim, n_out) if kind == 'classifier' else None
 
 def siamese_loss(name:str, head:nn.Module|None=None, miner:str='all', margin:float|None=None, temperature:float=0.1) -> nn.Module:
     "Loss `name` (see `LOSSES`) with in-batch `miner`; `head` is the network's head for losses that need one."

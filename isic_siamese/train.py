@@ -141,7 +141,8 @@ def siamese_learner(dls, arch:str='resnet18', loss:str='contrastive', miner:str=
     if precision == 'auto': precision = hw.precision
     if precision == 'fp32': precision = None
     if precision is not None and hw.device.type != 'cuda': raise ValueError(f"precision={precision!r} needs CUDA; use 'fp32' on {hw.device}")
-    model = SiameseNet(create_encoder(arch, emb_dim, pretrained, weights), head_for(loss, emb_dim, pair_head))
+    n_out = len(getattr(dls, 'vocab', CLASSES))  # classes of the targets: 2, or one per diagnosis (see TARGETS)
+    model = SiameseNet(create_encoder(arch, emb_dim, pretrained, weights), head_for(loss, emb_dim, pair_head, n_out))
     pairs = getattr(dls, 'n_inp', 1) > 1
     metric = PairAUC() if pairs else EmbeddingAUC()
     extra = [NaNGuard()]
