@@ -93,12 +93,12 @@ def report(res:dict) -> str:
     from scale import tables
     rows = {}
     for m in res['models']:
-        base = next(b for b in res['models'] if b['arch'] == m['arch'] and b['precision'] == 'fp32' and not b['channels_last'])
+        base = next((b for b in res['models'] if b['arch'] == m['arch'] and b['precision'] == 'fp32' and not b['channels_last']), None)
+        ratio = lambda k: f"{m[k]/base[k]:.2f}x" if base else '-'
         rows[(m['arch'], m['precision'], 'channels_last' if m['channels_last'] else 'contiguous')] = dict(
-            train=f"{m['train_images_per_s']:,.0f}", train_x=f"{m['train_images_per_s']/base['train_images_per_s']:.2f}x",
-            infer=f"{m['infer_images_per_s']:,.0f}", infer_x=f"{m['infer_images_per_s']/base['infer_images_per_s']:.2f}x",
-            mem=m['peak_train_mib'] if m['peak_train_mib'] is not None else '-')
-    models = pd.DataFrame.from_dict(rows, orient='index')
+            train=f"{m['train_images_per_s']:,.0f}", train_x=ratio('train_images_per_s'), infer=f"{m['infer_images_per_s']:,.0f}",
+            infer_x=ratio('infer_images_per_s'), mem=m['peak_train_mib'] if m['peak_train_mib'] is not None else '-')
+    models = pd.DataFrame.from_dict(rows, orient='index', columns=['train', 'train_x', 'infer', 'infer_x', 'mem'])
     models.index = [' / '.join(i) for i in models.index]
     models.columns = ['train (img/s)', 'train vs fp32 contiguous', 'inference (img/s)', 'inference vs fp32 contiguous', 'peak GPU memory, training (MiB)']
     s, d = res['settings'], res['data_path']
@@ -109,6 +109,7 @@ def report(res:dict) -> str:
         f"TF32: matmul {s['tf32_matmul']}, cuDNN {s['tf32_cudnn']}; cuDNN benchmark {s['cudnn_benchmark']}. "
         f"Training: the step without the loader (forward, loss, backward, optimizer, EMA); inference: the forward pass of `embed`.", '',
         markdown_table(models.rename_axis('model / precision / memory format')),
+        *([f"Not measured within the {s['budget_s']:.0f} s budget: {', '.join(res['skipped'])}.", ''] if res['skipped'] else []),
         f"Data path (ImageCache + lesion_dls + BalancedDL, {d['num_workers']} workers, batch transforms on the device): "
         f"{d['images_per_s']:,.0f} images/s over {fmt_int(d['images'])} images (first batch after {d['first_batch_s']:.1f} s).", '',
         f"Full run, {fmt_int(run['n'])} images ({res['data']}), arch {s['epoch_arch']}, {s['size']} px, batch {s['bs']}, "
@@ -133,12 +134,14 @@ def main(argv=None):
     p.add_argument('--steps', type=int, default=20, help='timed steps of each measurement')
     p.add_argument('--workers', type=int, default=None, help='processes drawing images (all cores by default)')
     p.add_argument('--threads', type=int, default=None, help="torch CPU threads (torch's default when omitted; 1 with --smoke)")
+    p.add_argument('--budget', type=float, default=None, help='seconds after which the remaining model measurements are skipped and listed (200; none with --smoke)')
     p.add_argument('--smoke', action='store_true', help='CPU, seconds: 1,000 images at 32 px, batch 8, 2 steps, arch small for the full run')
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     a = p.parse_args(argv)
     from isic_siamese.experiment import cli_errors
     tmp = tempfile.mkdtemp(prefix='isic_gpu_smoke_') if a.smoke else None
     if a.smoke: a.n, a.size, a.bs, a.warmup, a.steps, a.epoch_arch, a.root, a.out, a.threads = 1000, 32, 8, 1, 2, 'small', tmp, tmp, a.threads or 1
+    if a.budget is None: a.budget = 1e9 if a.smoke else 200
     try:
         with cli_errors('gpu.py', a.debug): run(a)
     finally:
@@ -146,7 +149,7 @@ def main(argv=None):
 
 
 def run(a):
-    "The GPU check of `main`'s parsed arguments `a`."
+    "The GPU check of `main`'s parsed arguments `a`; gpu.json is rewritten after every measurement, so a stopped run keeps its figures."
     import torch
     from isic_siamese.data import hardware, lesion_dls
     set_threads(a.threads)
@@ -163,51 +166,50 @@ def run(a):
     from isic_siamese.pairs import BalancedDL
     from scale import run_stages
     recipe = Recipe(arch=a.epoch_arch, size=a.size, bs=a.bs, epochs=1, csv=str(csv))
+    precisions = ['fp32'] + ([hw.precision] if hw.precision else [])  # the library autocasts on CUDA only
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    res = dict(machine=machine(), data=kind, complete=False, recipe=asdict(recipe),
+               hardware=dict(device=str(hw.device), num_workers=hw.num_workers, precision=hw.precision, channels_last=hw.channels_last),
+               settings=dict(size=a.size, bs=a.bs, warmup=a.warmup, steps=a.steps, epoch_arch=a.epoch_arch, smoke=a.smoke, budget_s=a.budget,
+                             tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32,
+                             cudnn_benchmark=torch.backends.cudnn.benchmark),
+               models=[], skipped=[], wall_s=wall)
+    def save(): (out/'gpu.json').write_text(json.dumps(res, indent=2))
     work = Path(tempfile.mkdtemp(prefix='isic_gpu_'))
     try:
         t = time.perf_counter()
         full, learn, df = run_stages(root, recipe, work)
-        full['structure'] = structure(sub)
         del learn; gc.collect()  # its weights would count in the peak memory of every measurement below
         if hw.device.type == 'cuda': torch.cuda.empty_cache()
-        wall['full run'] = time.perf_counter() - t
+        res['full_run'] = full | dict(structure=structure(sub)); wall['full run'] = time.perf_counter() - t; save()
 
         t = time.perf_counter()
         dls = lesion_dls(df, dl_type=BalancedDL, dl_kwargs=[dict(pos_frac=recipe.pos_frac), {}], **recipe.kwargs_for(lesion_dls))  # reuses the cache
-        data = data_rate(dls, a.warmup + hw.num_workers, 3*a.steps)  # past the workers' first batches
-        wall['data path'] = time.perf_counter() - t
+        res['data_path'] = data_rate(dls, a.warmup + hw.num_workers, 3*a.steps)  # past the workers' first batches
+        wall['data path'] = time.perf_counter() - t; save()
 
         t = time.perf_counter()
-        precisions = ['fp32'] + ([hw.precision] if hw.precision else [])  # the library autocasts on CUDA only
-        models = []
         for arch in a.archs:
             for precision in precisions:
                 for cl in (False, True):
-                    models.append(model_rates(dls, df, recipe, arch, precision, cl, a.warmup, a.steps))
-                    print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in models[-1].items()}), flush=True)
-        wall['models'] = time.perf_counter() - t
+                    if time.perf_counter() - t0 > a.budget: res['skipped'].append(f"{arch} / {precision} / {'channels_last' if cl else 'contiguous'}"); continue
+                    res['models'].append(model_rates(dls, df, recipe, arch, precision, cl, a.warmup, a.steps))
+                    wall['models'] = time.perf_counter() - t; save()
+                    print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in res['models'][-1].items()}), flush=True)
         t = time.perf_counter()
-        profile = step_profile(dls, recipe, a.warmup, a.steps)
+        res['profile'] = step_profile(dls, recipe, a.warmup, a.steps)
         wall['profile'] = time.perf_counter() - t
     finally: shutil.rmtree(work, ignore_errors=True)
     wall['total'] = time.perf_counter() - t0
-    res = dict(machine=machine(), data=kind, recipe=asdict(recipe), hardware=dict(device=str(hw.device), num_workers=hw.num_workers,
-               precision=hw.precision, channels_last=hw.channels_last),
-               settings=dict(size=a.size, bs=a.bs, warmup=a.warmup, steps=a.steps, epoch_arch=a.epoch_arch, smoke=a.smoke,
-                             tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32,
-                             cudnn_benchmark=torch.backends.cudnn.benchmark),
-               data_path=data, models=models, full_run=full, profile=profile, wall_s=wall)
+    res['complete'] = True; save()
     md = report(res)
-    print('\n' + md)
-    if a.smoke:
-        assert len(models) == len(a.archs)*len(precisions)*2 and all(m['train_images_per_s'] > 0 and m['infer_images_per_s'] > 0 for m in models)
-        assert data['images_per_s'] > 0 and full['n'] == len(sub) and profile['batches'] == a.steps
-        print('smoke: ok')
-        return
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    (out/'gpu.json').write_text(json.dumps(res, indent=2))
     (out/'gpu.md').write_text(md + '\n')
-    print(f'wrote {out}/gpu.json and {out}/gpu.md')
+    print('\n' + md + f'\nwrote {out}/gpu.json and {out}/gpu.md')
+    if a.smoke:
+        models = res['models']
+        assert len(models) == len(a.archs)*len(precisions)*2 and all(m['train_images_per_s'] > 0 and m['infer_images_per_s'] > 0 for m in models)
+        assert res['data_path']['images_per_s'] > 0 and full['n'] == len(sub) and res['profile']['batches'] == a.steps
+        print('smoke: ok')
 
 
 if __name__ == '__main__': main()
