@@ -177,7 +177,9 @@ RUN_FILES = ('metrics.json', 'predictor.safetensors', 'predictor.pkl', 'plots', 
 def check_run_folder(out, recipe:Recipe):
     "Refuse run folder `out` when its `config.json` holds other training settings than `recipe` (scoring settings may differ)."
     if not (Path(out)/'config.json').exists(): return
-    old = Recipe.load(Path(out)/'config.json').training()
+    try: old = Recipe.load(Path(out)/'config.json').training()
+    except ValueError as e: raise RecipeError(f"{Path(out)/'config.json'}: not a recipe this version reads ({str(e).splitlines()[0][:150]}); "
+                                              "use a new --out folder, or --force (force=True) to replace that run") from None
     diff = [f"{k}={old[k]!r} there, {v!r} here" for k, v in recipe.training().items() if old[k] != v]
     if diff: raise RecipeError(f"{out} holds a run with other training settings ({', '.join(diff)}); "
                                "use a new --out folder, or --force (force=True) to replace that run")
@@ -371,7 +373,9 @@ def predict_cli(argv=None):
     "Console script `isic-siamese-predict PREDICTOR IMAGES [--k 5]`."
     args = predict_parser().parse_args(argv)
     with cli_errors('isic-siamese-predict', args.debug):
-        print(load_predictor(args.predictor).predict_lesions(args.images, k=args.k, tta=args.tta).to_csv(index=False))
+        pred = load_predictor(args.predictor)
+        with pred.no_bar(): table = pred.predict_lesions(args.images, k=args.k, tta=args.tta)  # stdout is the CSV, nothing else
+    print(table.to_csv(index=False), end='')
 
 PARSERS = {'isic-siamese-train': train_parser, 'isic-siamese-compare': compare_parser, 'isic-siamese-predict': predict_parser}
 
