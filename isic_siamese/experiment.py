@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_experiment.ipynb #26a0cd22
 from __future__ import annotations
-import argparse, inspect, json, re, shlex, sys, time, typing, dataclasses, shutil
+import argparse, inspect, json, re, shlex, sys, typing, dataclasses, shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 import numpy as np, pandas as pd

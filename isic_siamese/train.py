@@ -189,6 +189,7 @@ class Checkpoint(Callback):
         if not self.fitting: return
         self.fitting = False
         if self.skip in self.learn.cbs: self.learn.remove_cb(self.skip)
+        if self.loop is not None: set_rng_states(self.loop['rng'], self.dls)  # nothing left to train: random states as the run left them
         if self.load_best and (self.path/'best.pth').exists():
             self.model.load_state_dict(load_checkpoint(self.path/'best.pth', self.learn.config)['model'])
 
