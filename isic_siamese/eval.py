@@ -4,12 +4,15 @@
 
 # %% ../nbs/04_eval.ipynb #84e78925
 from __future__ import annotations
-import copy, warnings
+import copy, json, pickle, tempfile, dataclasses, warnings
 from dataclasses import dataclass
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 import matplotlib.pyplot as plt, seaborn as sns
+from PIL import Image
+from safetensors import safe_open, SafetensorError
+from safetensors.torch import save_file
 from fastcore.all import *
-from fastai.vision.all import Learner, Callback, TensorImage, load_learner
+from fastai.vision.all import Learner, Callback, TensorImage, IntToFloatTensor, load_learner
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_curve
 from .data import *
@@ -19,10 +22,11 @@ from .metrics import *
 from .train import *
 
 # %% auto #0
-__all__ = ['SCORERS', 'save_figure', 'plot_roc', 'plot_confusion', 'plot_score_hist', 'plot_training', 'Scorer',
-           'PrototypeScorer', 'KNNScorer', 'LogisticScorer', 'PairHeadScorer', 'HeadScorer', 'make_scorer',
-           'FlipInputs', 'embed', 'Calibrator', 'Evaluation', 'evaluate', 'score_rows', 'plot_pair_similarities',
-           'export_predictor', 'load_predictor']
+__all__ = ['SCORERS', 'PREDICTOR_FORMAT', 'save_figure', 'plot_roc', 'plot_confusion', 'plot_score_hist', 'plot_training',
+           'logistic_state', 'logistic_from_state', 'Scorer', 'PrototypeScorer', 'KNNScorer', 'LogisticScorer',
+           'PairHeadScorer', 'HeadScorer', 'make_scorer', 'restore_scorer', 'FlipInputs', 'embed', 'Calibrator',
+           'Evaluation', 'evaluate', 'score_rows', 'plot_pair_similarities', 'predictor_state', 'export_predictor',
+           'load_predictor']
 
 # %% ../nbs/04_eval.ipynb #d918d800
 def save_figure(fig, fname=None, dpi:int=110):
@@ -75,6 +79,17 @@ def plot_training(learn:Learner, fname=None, title='Training curves'):
     return save_figure(fig, fname)
 
 # %% ../nbs/04_eval.ipynb #c4e46518
+def logistic_state(m:LogisticRegression, prefix:str='') -> dict:
+    "The fitted numbers of scikit-learn `LogisticRegression` `m` (coefficients, intercept, classes) as tensors named `prefix`+name."
+    return {prefix + a: torch.from_numpy(np.array(getattr(m, a + '_'))) for a in ('coef', 'intercept', 'classes')}
+
+def logistic_from_state(s:dict, prefix:str='') -> LogisticRegression:
+    "A `LogisticRegression` that predicts exactly as the one `logistic_state` saved, without fitting."
+    m = LogisticRegression()
+    for a in ('coef', 'intercept', 'classes'): setattr(m, a + '_', s[prefix + a].numpy())
+    m.n_features_in_ = m.coef_.shape[1]
+    return m
+
 class Scorer:
     "Base scorer: melanoma scores (N,) of embeddings (N, D) against reference embeddings (M, D) with labels (M,)."
     def __init__(self, ref_emb, ref_y, head:torch.nn.Module|None=None, k:int=10):
@@ -84,6 +99,11 @@ class Scorer:
         "Cosine similarities (N, M) of unit embeddings (N, D) to the references."
         return torch.as_tensor(emb).float() @ self.ref_emb.T
     def __call__(self, emb) -> np.ndarray: raise NotImplementedError
+    def state_dict(self) -> dict:
+        "Every number the scorer scores with, as tensors: references, labels, head weights (subclasses add what they fitted)."
+        return dict(ref_emb=self.ref_emb, ref_y=self.ref_y, **{f'head.{k}': v for k, v in (self.head.state_dict() if self.head else {}).items()})
+    def load_state_dict(self, s:dict):
+        if self.head is not None: self.head.load_state_dict({k[5:]: v for k, v in s.items() if k.startswith('head.')})
 
 SCORERS = Registry('method')
 
@@ -103,6 +123,8 @@ class LogisticScorer(Scorer):
         super().__init__(ref_emb, ref_y, head, k)
         self.clf = LogisticRegression(class_weight='balanced', max_iter=2000).fit(self.ref_emb.numpy(), self.ref_y.numpy())
     def __call__(self, emb): return self.clf.predict_proba(torch.as_tensor(emb).float().numpy())[:, 1]
+    def state_dict(self): return {**super().state_dict(), **logistic_state(self.clf, 'clf.')}
+    def load_state_dict(self, s): super().load_state_dict(s); self.clf = logistic_from_state(s, 'clf.')
 
 @SCORERS.register('pair_head', head='pair')
 class PairHeadScorer(Scorer):
@@ -115,6 +137,8 @@ class PairHeadScorer(Scorer):
         with torch.no_grad():
             same = [torch.sigmoid(self.head(emb[:, None].expand(-1, len(r), -1), r[None].expand(len(emb), -1, -1))).mean(1) for r in self.pair_refs]
         return (same[1] - same[0]).numpy()
+    def state_dict(self): return {**super().state_dict(), **{f'pair_refs.{c}': r for c, r in enumerate(self.pair_refs)}}
+    def load_state_dict(self, s): super().load_state_dict(s); self.pair_refs = [s['pair_refs.0'], s['pair_refs.1']]
 
 @SCORERS.register('head', head='classifier')
 class HeadScorer(Scorer):
@@ -127,6 +151,14 @@ def make_scorer(method:str, ref_emb, ref_y, head:torch.nn.Module|None=None, k:in
     if need and getattr(head, 'kind', None) != need:
         raise ValueError(f"method={method!r} needs a model trained with a {need}-head loss ({', '.join(n for n, l in LOSSES.items() if l.head == need)}, or a sum with one)")
     return SCORERS[method].fn(ref_emb, ref_y, head=head if need else None, k=k)
+
+def restore_scorer(method:str, state:dict, head:torch.nn.Module|None=None, k:int=10) -> Scorer:
+    "The `SCORERS` scorer `method` rebuilt from its `state_dict` without fitting; `head` is a module of the model's head type."
+    cls = SCORERS[method].fn
+    sc = cls.__new__(cls)
+    Scorer.__init__(sc, state['ref_emb'], state['ref_y'], head if SCORERS[method].head else None, k)
+    sc.load_state_dict(state)
+    return sc
 
 # %% ../nbs/04_eval.ipynb #cc6fbaf4
 class FlipInputs(Callback):
@@ -148,6 +180,12 @@ class Calibrator:
     def __init__(self, y, score):  # unregularised: raw scores can span a tiny range that L2 would flatten
         self.lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(score, dtype=float)[:, None], np.asarray(y))
     def __call__(self, score) -> np.ndarray: return self.lr.predict_proba(np.asarray(score, dtype=float)[:, None])[:, 1]
+    def state_dict(self) -> dict: return logistic_state(self.lr)
+    @classmethod
+    def from_state_dict(cls, s:dict):
+        "The calibrator `state_dict` saved, without fitting."
+        c = cls.__new__(cls); c.lr = logistic_from_state(s)
+        return c
 
 @dataclass
 class Evaluation:
@@ -247,14 +285,83 @@ def predict_submission(self:Learner, test, tta:bool=False) -> pd.DataFrame:
                                             "a submission needs every row", bad.image.tolist())
     return pd.DataFrame(dict(image_name=ids, target=pred.prob_melanoma.values))
 
+# %% ../nbs/04_eval.ipynb #1442323b
+PREDICTOR_FORMAT = 'isic_siamese.predictor/1'
+
+def _preprocessing(dls) -> dict:
+    "Size, colour constancy, augmentation preset and batch size of lesion loaders `dls`, read from their transforms."
+    loader = first(t for t in dls.valid.dataset.tfms[0].fs if isinstance(t, LesionLoader))
+    names = sorted(type(t).__name__ for t in dls.valid.after_batch.fs if not isinstance(t, IntToFloatTensor))
+    aug = loader and first(a for a in AUG_PRESETS if sorted(type(t).__name__ for t in lesion_tfms(a, loader.size)) == names)
+    if not aug: raise ValueError("the safe predictor form stores loaders made by lesion_dls (a LesionLoader and an AUG_PRESETS preset); "
+                                 "these loaders are others: export a .pkl instead")
+    return dict(size=loader.size, colour_constancy=loader.colour_constancy, aug=aug, bs=dls.valid.bs)
+
+def _json(o) -> str: return json.dumps(o, default=lambda v: v.item() if isinstance(v, np.generic) else dataclasses.asdict(v))
+
+def predictor_state(learn:Learner, ev:Evaluation) -> tuple:
+    "(tensors, text header) of the safe predictor form of `learn` scored by `ev`."
+    c = learn.config
+    tensors = {**{f'model.{k}': v for k, v in learn.model.state_dict().items()},
+               **{f'scorer.{k}': v for k, v in ev.scorer.state_dict().items()},
+               **{f'calibrator.{k}': v for k, v in ev.calibrator.state_dict().items()},
+               **{f'{name}.{split}': torch.as_tensor(np.asarray(d[split])) for name, d in (('y', ev.y), ('prob', ev.prob)) for split in d}}
+    header = dict(model=dict(arch=c['arch'], emb_dim=c['emb_dim'], loss=c['loss'], pair_head=c['pair_head']),
+                  preprocessing=_preprocessing(learn.dls), config=c, recipe=getattr(learn, 'recipe', None),
+                  evaluation=dict(method=ev.method, k=ev.scorer.k, threshold=ev.threshold, metrics=ev.metrics,
+                                  valid_metrics=ev.valid_metrics, ref_paths=ev.ref_paths, ref_diagnosis=ev.ref_diagnosis))
+    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, dict(format=PREDICTOR_FORMAT, **{k: _json(v) for k, v in header.items()})
+
 def export_predictor(learn:Learner, ev:Evaluation, fname) -> Path:
-    "Save model, preprocessing, reference embeddings, scorer, calibration and threshold to one file, atomically."
-    learn.evaluation = ev
-    with atomic_path(Path(fname).absolute()) as tmp: learn.export(tmp)
-    return Path(fname)
+    "Save model, preprocessing, reference embeddings, scorer, calibration and threshold to one file, atomically: the safe form for `.safetensors`, else a pickle."
+    fname = Path(fname)
+    if fname.suffix == '.safetensors':
+        tensors, header = predictor_state(learn, ev)
+        with atomic_path(fname) as tmp: save_file(tensors, tmp, metadata=header)
+    else:
+        learn.evaluation = ev
+        with atomic_path(fname.absolute()) as tmp: learn.export(tmp)
+    return fname
+
+# %% ../nbs/04_eval.ipynb #36f559e3
+def _sub(tensors:dict, prefix:str) -> dict: return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+def _load_safe(fname, cpu:bool=True) -> Learner:
+    try:
+        with safe_open(str(fname), framework='pt') as f: header, t = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e: raise ValueError(f"{fname}: not a complete safetensors file ({e}); export the predictor again") from None
+    if header.get('format') != PREDICTOR_FORMAT:
+        raise ValueError(f"{fname}: a safetensors file, but not an isic_siamese predictor (format {header.get('format')!r}); export one with export_predictor")
+    m, pre, e = (json.loads(header[k]) for k in ('model', 'preprocessing', 'evaluation'))
+    hw, states = hardware('cpu' if cpu else None, num_workers=0), rng_states()
+    try:
+        with tempfile.TemporaryDirectory() as d:  # fastai sets a pipeline's types from a first item
+            blank = Path(d)/'blank.png'; Image.new('RGB', (pre['size'], pre['size']), (128, 128, 128)).save(blank)
+            rows = pd.DataFrame(dict(path=[str(blank)]*2, label=[0, 1], split=['train', 'valid']))
+            dls = lesion_block(pre['size'], pre['aug'], None, pre['colour_constancy']).dataloaders(rows, bs=1, device=hw.device, num_workers=0)
+            learn = siamese_learner(dls, arch=m['arch'], emb_dim=m['emb_dim'], loss=m['loss'], pair_head=m['pair_head'] or 'cosine',
+                                    ema=None, seed=None, precision='fp32' if cpu else 'auto')
+    finally: set_rng_states(states)
+    learn.dls = dls.new_empty()
+    for dl in learn.dls.loaders: dl.bs = pre['bs']
+    learn.model.load_state_dict(_sub(t, 'model.'))
+    learn.config, learn.recipe = json.loads(header['config']), json.loads(header['recipe'])
+    splits = [k[2:] for k in t if k.startswith('y.')]
+    learn.evaluation = Evaluation(e['method'], restore_scorer(e['method'], _sub(t, 'scorer.'), learn.model.head, e['k']),
+                                  Calibrator.from_state_dict(_sub(t, 'calibrator.')), e['threshold'], e['metrics'], e['valid_metrics'],
+                                  {s: t[f'y.{s}'].numpy() for s in splits}, {s: t[f'prob.{s}'].numpy() for s in splits}, e['ref_paths'],
+                                  e.get('ref_diagnosis'))
+    return learn
 
 def load_predictor(fname, cpu:bool=True) -> Learner:
-    "Load an exported predictor; call `.predict_lesions(paths)` on it."
-    learn = load_learner(fname, cpu=cpu)
+    "Load a predictor written by `export_predictor` (`.safetensors`: nothing unpickled; else a pickle: load only files you trust); call `.predict_lesions(paths)` on it."
+    fname = Path(fname)
+    if not fname.is_file():
+        raise FileNotFoundError(f"{fname}: no such predictor file; give the predictor.safetensors (or predictor.pkl) that "
+                                "isic-siamese-train wrote into its run folder (--out), or train one first")
+    if fname.suffix == '.safetensors': return _load_safe(fname, cpu)
+    try: learn = load_learner(fname, cpu=cpu)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as e:
+        raise ValueError(f"{fname}: not a complete predictor written by export_predictor ({type(e).__name__}: {str(e)[:100]}); export it again") from None
     if not hasattr(learn, 'evaluation'): raise ValueError(f"{fname}: a fastai learner without reference data; export it with export_predictor")
     return learn

@@ -4,13 +4,13 @@
 
 # %% ../nbs/06_experiment.ipynb #26a0cd22
 from __future__ import annotations
-import argparse, contextlib, inspect, json, sys, time, typing, dataclasses
+import argparse, contextlib, inspect, json, re, shlex, sys, typing, dataclasses, shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from fastcore.all import *
-from fastai.vision.all import set_seed
+from fastai.vision.all import set_seed, Learner
 from .data import *
 from .pairs import *
 from .model import *
@@ -19,10 +19,10 @@ from .train import *
 from .eval import *
 
 # %% auto #0
-__all__ = ['BENCHMARK', 'COMPARE_MODELS', 'PARSERS', 'RecipeError', 'setting', 'Recipe', 'validate_recipe', 'fit_and_evaluate',
-           'read_split', 'check_run_folder', 'run_experiment', 'compare_recipes', 'markdown_table', 'compare_models',
-           'recipe_parser', 'cli_errors', 'train_parser', 'train_cli', 'compare_parser', 'compare_cli',
-           'predict_parser', 'predict_cli', 'documented_commands']
+__all__ = ['RUN_FILES', 'BENCHMARK', 'COMPARE_MODELS', 'PARSERS', 'RecipeError', 'setting', 'Recipe', 'validate_recipe',
+           'recipe_learner', 'fit_and_evaluate', 'read_split', 'check_run_folder', 'start_run', 'run_experiment',
+           'compare_recipes', 'markdown_table', 'compare_models', 'recipe_parser', 'cli_errors', 'train_parser',
+           'train_cli', 'compare_parser', 'compare_cli', 'predict_parser', 'predict_cli', 'documented_commands']
 
 # %% ../nbs/06_experiment.ipynb #a4fa9a8c
 class RecipeError(ValueError):
@@ -147,8 +147,8 @@ def load(cls:Recipe, fname) -> Recipe:
     return cls().replace(**json.loads(Path(fname).read_text()))
 
 # %% ../nbs/06_experiment.ipynb #eccb33fb
-def fit_and_evaluate(df:pd.DataFrame, recipe:Recipe, out, externals=(), verbose:bool=True):
-    "Train `recipe` on the train/valid rows of split table `df`, checkpoints in `out`, and evaluate it: (learner, `Evaluation`, seconds)."
+def recipe_learner(df:pd.DataFrame, recipe:Recipe, out, externals=(), verbose:bool=True) -> Learner:
+    "The learner of `recipe` on split table `df`, checkpoints in `out`/checkpoints; `learn.image_dls` are the single-image loaders it is evaluated on; `externals`: other tables the run scores."
     r, out = recipe, Path(out)
     set_seed(r.seed)
     cache = cache_images(df, r.size, externals, colour_constancy=r.colour_constancy, progress=verbose, rebuild=r.rebuild_cache)
@@ -156,16 +156,19 @@ def fit_and_evaluate(df:pd.DataFrame, recipe:Recipe, out, externals=(), verbose:
     dls = lesion_dls(df, dl_type=BalancedDL, dl_kwargs=[dict(pos_frac=r.pos_frac), {}], **data)
     train_dls = pair_dls(df, **data) if r.pairs else dls  # seed style: one random pair per training image and epoch
     learn = siamese_learner(train_dls, checkpoints=out/'checkpoints', path=out, **r.kwargs_for(siamese_learner))
-    learn.config, learn.recipe = r.training(), r
-    t0 = time.time()
+    learn.config, learn.recipe, learn.image_dls = r.training(), r, dls
+    return learn
+
+def fit_and_evaluate(learn:Learner, df:pd.DataFrame, verbose:bool=True):
+    "Train `recipe_learner`'s `learn` (resuming from its checkpoints) and evaluate it on split table `df`: (`Evaluation`, training seconds)."
+    r, out = learn.recipe, Path(learn.path)
     if verbose: learn.fit_one_cycle(r.epochs, r.lr)
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(r.epochs, r.lr)
-    train_s = time.time() - t0
     plot_training(learn, out/'plots'/'training.png')  # before evaluating: fastai's validation passes reset the Recorder
     plt.close('all')
-    learn.dls = dls  # a pair-trained encoder is evaluated, exported and used on single images like any other
-    return learn, evaluate(learn, df, **r.kwargs_for(evaluate)), train_s
+    learn.dls = learn.image_dls  # a pair-trained encoder is evaluated, exported and used on single images like any other
+    return evaluate(learn, df, **r.kwargs_for(evaluate)), learn.checkpoint.elapsed
 
 # %% ../nbs/06_experiment.ipynb #a339d1dd
 def _metrics_json(m): return {k: v for k, v in m.items() if k != 'report'}
@@ -177,36 +180,52 @@ def read_split(data, recipe:Recipe) -> pd.DataFrame:
     "The split table of data folder `data` under `recipe`'s reading and splitting settings."
     return split_groups(read_isic(data, **recipe.kwargs_for(read_isic)), **recipe.kwargs_for(split_groups))
 
+RUN_FILES = ('metrics.json', 'predictor.safetensors', 'predictor.pkl', 'plots', 'checkpoints', 'config.json')  # metrics.json first
+
 def check_run_folder(out, recipe:Recipe):
     "Refuse run folder `out` when its `config.json` holds other training settings than `recipe` (scoring settings may differ)."
     if not (Path(out)/'config.json').exists(): return
-    old = Recipe.load(Path(out)/'config.json').training()
+    try: old = Recipe.load(Path(out)/'config.json').training()
+    except ValueError as e: raise RecipeError(f"{Path(out)/'config.json'}: not a recipe this version reads ({str(e).splitlines()[0][:150]}); "
+                                              "use a new --out folder, or --force (force=True) to replace that run") from None
     diff = [f"{k}={old[k]!r} there, {v!r} here" for k, v in recipe.training().items() if old[k] != v]
-    if diff: raise RecipeError(f"{out} holds a run with other training settings ({', '.join(diff)}); use a new --out folder")
+    if diff: raise RecipeError(f"{out} holds a run with other training settings ({', '.join(diff)}); "
+                               "use a new --out folder, or --force (force=True) to replace that run")
+
+def start_run(out, recipe:Recipe, force:bool=False):
+    "Mark run folder `out` unfinished, sweep killed writers' temporary files, write `recipe` as its `config.json`; `force` first removes its earlier run."
+    out = Path(out)
+    for name in RUN_FILES if force else ('metrics.json',):
+        p = out/name
+        if p.is_dir(): shutil.rmtree(p)
+        else: p.unlink(missing_ok=True)
+    if out.exists(): remove_temporary(out)
+    recipe.save(out/'config.json')
 
 @delegates(Recipe)
-def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:bool=True, **kwargs) -> dict:
-    "Train and evaluate `recipe` (changed by `kwargs`) on `data` (demo data when None); write plots, metrics, config and predictor to `out`."
+def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:bool=True, force:bool=False, **kwargs) -> dict:
+    "Train and evaluate `recipe` (changed by `kwargs`) on `data` (demo data when None); write plots, config, predictors and metrics to `out`."
     r, out = (recipe or Recipe()).replace(**kwargs), Path(out)
+    if not force: check_run_folder(out, r)
     if data is None: data = out/'demo_data' if (out/'demo_data'/'train.csv').exists() else make_demo_data(out/'demo_data')
     df = read_split(data, r)
-    check_run_folder(out, r)
-    r.save(out/'config.json')
-    learn, ev, train_s = fit_and_evaluate(df, r, out, verbose=verbose)
+    learn = recipe_learner(df, r, out)
+    start_run(out, r, force)
+    ev, train_s = fit_and_evaluate(learn, df, verbose)
     plots = out/'plots'
     plot_roc({f'{r.loss} / {r.method}': (ev.y['test'], ev.prob['test'])}, plots/'roc.png')
     plot_confusion(ev.metrics['confusion'], plots/'confusion.png')
     plot_score_hist(ev.y['test'], ev.prob['test'], ev.threshold, plots/'scores.png')
     plot_pair_similarities(learn, df, fname=plots/'pairs.png')
     plt.close('all')
-    export_predictor(learn, ev, out/'predictor.pkl')
+    for f in ('predictor.safetensors', 'predictor.pkl'): export_predictor(learn, ev, out/f)
     res = dict(data=str(data), test=_metrics_json(ev.metrics), valid=_metrics_json(ev.valid_metrics),
                train_seconds=round(train_s, 1), n_images={s: int(n) for s, n in df.split.value_counts().items()})
-    _write_json(res, out/'metrics.json')
+    _write_json(res, out/'metrics.json')  # last: its presence says the run is complete
     if verbose:
         print(ev.metrics['report'])
         print(' '.join(f"{k}={ev.metrics[k]:.3f}" for k in ('auc', 'pauc', 'balanced_accuracy', 'sensitivity', 'specificity')),
-              f"\nwrote {out}/metrics.json, {out}/plots/*.png, {out}/predictor.pkl")
+              f"\nwrote {out}/metrics.json, {out}/plots/*.png, {out}/predictor.safetensors, {out}/predictor.pkl")
     return res
 
 # %% ../nbs/06_experiment.ipynb #eae00d5d
@@ -233,7 +252,7 @@ _TEST_COLS = ('auc', 'pauc', 'balanced_accuracy', 'sensitivity', 'specificity')
 _EXT_COLS = ('auc', 'pauc', 'sensitivity', 'specificity')
 
 def compare_models(data, out='runs/compare', externals=(), base:Recipe=BENCHMARK, models:dict|None=None,
-                   verbose:bool=True) -> pd.DataFrame:
+                   verbose:bool=True, force:bool=False) -> pd.DataFrame:
     "Train and score each recipe of `compare_recipes(base, models)` on `data`; write table, JSON and ROC plots to `out`."
     out, recipes = Path(out), compare_recipes(base, models)
     splits, runs = {}, {}  # split tables by their settings; run folders by training settings
@@ -242,9 +261,12 @@ def compare_models(data, out='runs/compare', externals=(), base:Recipe=BENCHMARK
     for name, r in recipes.items():
         df = splits.setdefault(json.dumps(r.kwargs_for(read_isic) | r.kwargs_for(split_groups)), read_split(data, r))
         run = runs.setdefault(json.dumps(r.training()), out/name)  # a finished run folder is re-scored, not retrained
+        owner = run.name == name  # the folder's own recipe, not one re-scoring it
+        if owner and not force: check_run_folder(run, r)
         if verbose: print(f'--- {name} ({run.name}): {r}')
-        if run.name == name: r.save(run/'config.json')  # the folder's own recipe, not one re-scoring it
-        learn, ev, secs = fit_and_evaluate(df, r, run, ext.values(), verbose=verbose)
+        learn = recipe_learner(df, r, run, ext.values(), verbose)
+        if owner: start_run(run, r, force)
+        ev, secs = fit_and_evaluate(learn, df, verbose=verbose)
         row = {**{k: ev.metrics[k] for k in _TEST_COLS}, 'valid_auc': ev.valid_metrics['auc'], 'train_min': secs/60}
         curves['test'][name] = (ev.y['test'], ev.prob['test'])
         for n, edf in ext.items():
@@ -314,7 +336,9 @@ def cli_errors(prog:str, debug:bool=False):
     except (ValueError, OSError, KeyError, ArithmeticError) as e:
         if debug: raise
         msg = (e.args[0] if isinstance(e, KeyError) and e.args else str(e)) or type(e).__name__
-        print(f"{prog}: error: {str(msg).splitlines()[0]}", file=sys.stderr)
+        lines = [l.strip() for l in str(msg).splitlines() if l.strip()] or [type(e).__name__]
+        if lines[0].startswith('Exception occured in `') and len(lines) > 1: lines = lines[1:]  # fastai's prefix for errors in callbacks
+        print(f"{prog}: error: {lines[0]}", file=sys.stderr)
         raise SystemExit(2)
 
 # %% ../nbs/06_experiment.ipynb #b54c2feb
@@ -323,12 +347,13 @@ def train_parser() -> argparse.ArgumentParser:
     p = recipe_parser('isic-siamese-train', 'Train and evaluate a Siamese melanoma model; write a run folder.')
     p.add_argument('data', nargs='?', help='data folder in any supported layout; the built-in demo data when omitted')
     p.add_argument('--out', default='runs/demo', help='run folder for checkpoints, plots, metrics and the predictor')
+    p.add_argument('--force', action='store_true', help="replace the run folder's earlier run, even one with other training settings")
     return p
 
 def train_cli(argv=None):
-    "Console script `isic-siamese-train DATA --out runs/x [recipe options]`."
+    "Console script `isic-siamese-train DATA --out runs/x [--force] [recipe options]`."
     args = train_parser().parse_args(argv)
-    with cli_errors('isic-siamese-train', args.debug): run_experiment(args.data, args.out, Recipe.from_args(args))
+    with cli_errors('isic-siamese-train', args.debug): run_experiment(args.data, args.out, Recipe.from_args(args), force=args.force)
 
 def compare_parser() -> argparse.ArgumentParser:
     "The parser of `isic-siamese-compare`."
@@ -337,20 +362,22 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument('data', help='data folder in any supported layout (ISIC 2020 Kaggle copy, ham224, ...)')
     p.add_argument('--out', default='runs/compare', help='folder for the table, the ROC plots and one run folder per model')
     p.add_argument('--external', action='append', default=[], help='external data folder to score every model on (repeat for more)')
+    p.add_argument('--force', action='store_true', help="replace the models' earlier runs, even ones with other training settings")
     return p
 
 def compare_cli(argv=None):
-    "Console script `isic-siamese-compare DATA --out runs/x [--external DIR ...] [recipe options]`."
+    "Console script `isic-siamese-compare DATA --out runs/x [--external DIR ...] [--force] [recipe options]`."
     args = compare_parser().parse_args(argv)
     with cli_errors('isic-siamese-compare', args.debug):
-        table = compare_models(args.data, args.out, args.external, base=Recipe.from_args(args))
+        table = compare_models(args.data, args.out, args.external, base=Recipe.from_args(args), force=args.force)
     print(markdown_table(table)); print(f"wrote {args.out}/comparison.md, {args.out}/comparison.json, {args.out}/roc_*.png")
 
 def predict_parser() -> argparse.ArgumentParser:
     "The parser of `isic-siamese-predict`."
     p = argparse.ArgumentParser(prog='isic-siamese-predict', description='Melanoma probability, decision and nearest reference lesions '
                                 'of each image, as CSV on stdout (progress and messages on stderr) or in --out.')
-    p.add_argument('predictor', help='file written by isic-siamese-train (predictor.pkl)')
+    p.add_argument('predictor', help='predictor file written by isic-siamese-train: predictor.safetensors (safe), or predictor.pkl '
+                   '(a pickle: only files you trust)')
     p.add_argument('images', help='an image file or a folder of images; with --format submission, a Kaggle test.csv or its folder')
     p.add_argument('--k', type=int, default=5, help='number of neighbours to list')
     p.add_argument('--tta', type=_bool, default=False, metavar='{true,false}', help='average the embeddings of the four flips of each image')

@@ -37,8 +37,9 @@ def encoder_family(arch:str):
 
 # %% ../nbs/02_model.ipynb #8fa28196
 def _download_error(arch, e):
-    return RuntimeError(f"could not download ImageNet weights for {arch} ({type(e).__name__}: {str(e).splitlines()[0][:150]}); "
-                        "without internet, save the weights elsewhere and pass weights=FILE (--weights FILE)")
+    return ConnectionError(f"could not download ImageNet weights for {arch} ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:150]}); "
+                           "pass a local state-dict file instead, weights=FILE (--weights FILE): save one with "
+                           "torch.save(model.state_dict(), FILE) on a machine with internet")
 
 class TimmBody(nn.Module):
     "A timm model without classifier or pooling whose output is always an NCHW feature map (B, C, H, W)."

@@ -4,12 +4,12 @@
 
 # %% ../nbs/03_train.ipynb #1831cc06
 from __future__ import annotations
-import os, time, math
+import os, re, time, math, random, pickle
 from contextlib import contextmanager
 import numpy as np, torch
 from fastcore.all import *
-from fastai.vision.all import (Learner, Callback, MixedPrecision, EarlyStoppingCallback, CancelEpochException,
-                               Adam, set_seed, L)
+from fastai.vision.all import Learner, Callback, MixedPrecision, EarlyStoppingCallback, Adam, set_seed, L
+from fastai.learner import SkipToEpoch
 from fastai.callback.channelslast import ChannelsLast
 from .data import *
 from .pairs import *
@@ -17,7 +17,8 @@ from .model import *
 from .metrics import *
 
 # %% auto #0
-__all__ = ['training_run', 'NaNGuard', 'EMA', 'atomic_path', 'save_atomic', 'load_checkpoint', 'Checkpoint', 'siamese_learner']
+__all__ = ['training_run', 'NaNGuard', 'EMA', 'atomic_path', 'save_atomic', 'remove_temporary', 'rng_states', 'set_rng_states',
+           'plain', 'load_checkpoint', 'Checkpoint', 'siamese_learner']
 
 # %% ../nbs/03_train.ipynb #51905f1b
 def training_run(learn) -> bool:
@@ -26,13 +27,14 @@ def training_run(learn) -> bool:
 
 # %% ../nbs/03_train.ipynb #17bfe019
 class NaNGuard(Callback):
-    "Raise `FloatingPointError` on a non-finite loss, before the step and before any checkpoint."
+    "Raise `FloatingPointError` on a non-finite training or validation loss in `fit`, before the step and before any checkpoint."
     order = 5
     def after_loss(self):
-        if self.training and not torch.isfinite(self.learn.loss_grad).all():
-            raise FloatingPointError(f"loss is {self.learn.loss_grad.item()} at epoch {self.epoch}, batch {self.iter}: training stopped "
-                                     "and no checkpoint was written. Lower the learning rate, train in full precision "
-                                     "(precision=None), or check this batch's images; resume continues from the last good epoch.")
+        if training_run(self.learn) and not torch.isfinite(self.learn.loss_grad).all():
+            part = 'train' if self.training else 'valid'
+            raise FloatingPointError(f"{part} loss is {self.learn.loss_grad.float().mean().item()} at epoch {self.epoch}, batch {self.iter}: "
+                                     "training stopped and no checkpoint was written for this epoch. Lower the learning rate, train in "
+                                     "full precision (precision='fp32'), or check this batch's images; resume continues from the last good epoch.")
 
 # %% ../nbs/03_train.ipynb #2892f03a
 class EMA(Callback):
@@ -63,11 +65,12 @@ class EMA(Callback):
 # %% ../nbs/03_train.ipynb #186befd1
 @contextmanager
 def atomic_path(fname):
-    "Yield a temporary path beside `fname` to write to; rename it to `fname` on success, delete it on any failure."
+    "Yield a temporary path beside `fname` to write to; flush it to disk and rename it to `fname` on success, delete it on any failure."
     fname = Path(fname); fname.parent.mkdir(parents=True, exist_ok=True)
     tmp = fname.with_name(f'.{fname.stem}.{os.getpid()}.tmp{fname.suffix}')
     try:
         yield tmp
+        with open(tmp, 'rb+') as f: os.fsync(f.fileno())
         os.replace(tmp, fname)
     finally: tmp.unlink(missing_ok=True)
 
@@ -75,9 +78,49 @@ def save_atomic(obj, fname):
     "`torch.save` to a temporary file, then rename: readers never see a half-written file."
     with atomic_path(fname) as tmp: torch.save(obj, tmp)
 
+def remove_temporary(folder) -> list:
+    "Delete the temporary files that killed writers left under `folder` (`atomic_path`'s `.NAME.PID.tmp.SUFFIX`); return their paths."
+    old = [p for p in Path(folder).rglob('.*.tmp*') if p.is_file() and re.fullmatch(r'\..+\.\d+\.tmp(\.\w+)?', p.name)]
+    for p in old: p.unlink(missing_ok=True)
+    return old
+
+# %% ../nbs/03_train.ipynb #44074288
+def _py_rng(r) -> dict:
+    version, state, gauss = r.getstate()
+    return dict(state=torch.tensor(state, dtype=torch.int64), gauss=gauss)
+
+def _set_py_rng(r, s): r.setstate((3, tuple(s['state'].tolist()), s['gauss']))
+
+def rng_states(dls=None) -> dict:
+    "Random states of Python, NumPy, torch (CPU and each CUDA device) and of each loader of `dls`, as tensors and numbers."
+    n = np.random.get_state(legacy=False)
+    return dict(python=_py_rng(random), torch=torch.get_rng_state(),
+                numpy=dict(key=torch.from_numpy(n['state']['key'].astype(np.int64)), pos=n['state']['pos'], has_gauss=n['has_gauss'], gauss=n['gauss']),
+                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                loaders=[_py_rng(dl.rng) for dl in (dls.loaders if dls is not None else [])])
+
+def set_rng_states(s:dict, dls=None):
+    "Restore random states saved by `rng_states` (CUDA ones when this machine has the same devices)."
+    _set_py_rng(random, s['python'])
+    n = s['numpy']; np.random.set_state(('MT19937', n['key'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
+    torch.set_rng_state(s['torch'])
+    if torch.cuda.is_available() and len(s['cuda']) == torch.cuda.device_count(): torch.cuda.set_rng_state_all(s['cuda'])
+    for dl, st in zip(dls.loaders if dls is not None else [], s['loaders']): _set_py_rng(dl.rng, st)
+
+# %% ../nbs/03_train.ipynb #01179cfb
+def plain(o):
+    "`o` with NumPy scalars and arrays, and fastcore `L`s, turned into Python numbers, tensors and lists (what `weights_only` loading reads)."
+    if isinstance(o, dict): return {k: plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, L)): return [plain(v) for v in o]
+    if isinstance(o, np.ndarray): return torch.from_numpy(o)
+    return o.item() if isinstance(o, np.generic) else o
+
 def load_checkpoint(fname, config:dict|None=None) -> dict:
-    "Read checkpoint `fname`, refusing one written by a model with another `config`."
-    state = torch.load(fname, map_location='cpu', weights_only=False)
+    "Read checkpoint `fname` with `weights_only=True`, refusing a damaged or foreign file, or one written by a model with another `config`."
+    try: state = torch.load(fname, map_location='cpu', weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise ValueError(f"{fname}: not a checkpoint written by isic_siamese, or a damaged one ({type(e).__name__}), so it was not "
+                         "loaded; delete it to start this run afresh, or use a new run folder") from None
     if not isinstance(state, dict) or 'model' not in state:
         raise ValueError(f"{fname}: not an isic_siamese checkpoint (no 'model' entry)")
     if config is not None:
@@ -87,31 +130,48 @@ def load_checkpoint(fname, config:dict|None=None) -> dict:
     return state
 
 class Checkpoint(Callback):
-    "Atomic `last.pth` every epoch and `best.pth` on improvement of `monitor`; resume from `last.pth`."
+    "Atomic `last.pth` every epoch and `best.pth` on improvement of `monitor`; resume from `last.pth` where the run stopped."
     order = 49  # before the Recorder, so replayed epochs are logged with their saved values
-    def __init__(self, path, monitor:str='emb_auc', resume:bool=True, load_best:bool=True): store_attr(); self.path = Path(path)
-    def _opt_state(self): return self.opt.state_dict()
+    def __init__(self, path, monitor:str='emb_auc', resume:bool=True, load_best:bool=True):
+        store_attr(); self.path, self.skip, self.elapsed = Path(path), None, 0.
     def before_fit(self):
         self.fitting = training_run(self.learn)
         if not self.fitting: return
-        self.start, self.history, self.best = 0, [], -math.inf
+        if self.skip in self.learn.cbs: self.learn.remove_cb(self.skip)  # left behind by a fit that raised
+        remove_temporary(self.path)
+        self.start, self.history, self.best, self.elapsed, self.loop = 0, [], -math.inf, 0., None
         last = self.path/'last.pth'
         if self.resume and last.exists():
             s = load_checkpoint(last, self.learn.config)
             if s['n_epoch'] != self.n_epoch:
                 raise ValueError(f"{last} is from a {s['n_epoch']}-epoch run, this fit has {self.n_epoch} epochs; "
                                  "resume with the same number of epochs, or use a new run folder")
-            self.model.load_state_dict(s['model']); self.opt.load_state_dict(s['opt'])
+            self.model.load_state_dict(s['model']); self.opt.load_state_dict(dict(s['opt'], hypers=L(s['opt']['hypers'])))
             if s.get('ema') and hasattr(self.learn, 'ema'): self.learn.ema.load_state(s['ema'])
-            self.start, self.history, self.best = s['epoch'] + 1, s['history'], s['best']
+            self.start, self.history, self.best, self.elapsed, self.loop = s['epoch'] + 1, s['history'], s['best'], s['elapsed'], s['loop']
+            self.skip = SkipToEpoch(self.start)
+            self.learn.add_cb(self.skip)
             print(f"Resuming from {last}: epochs 0-{s['epoch']} done, best {self.monitor} {self.best:.4f}")
+    def _loop_state(self) -> dict:
+        "What the training loop carries from one epoch to the next: random states, smoothed loss, step count, fp16 loss scale."
+        sl, scaler = self.recorder.smooth_loss, getattr(self.learn, 'scaler', None)
+        return dict(rng=rng_states(self.dls), smooth_loss=dict(val=sl.val.detach().cpu(), count=sl.count), train_iter=self.learn.train_iter,
+                    scaler=scaler.state_dict() if scaler is not None else {})
+    def _set_loop_state(self, s:dict):
+        set_rng_states(s['rng'], self.dls)
+        sl, scaler = self.recorder.smooth_loss, getattr(self.learn, 'scaler', None)
+        sl.val, sl.count, self.learn.train_iter = s['smooth_loss']['val'].to(self.dls.device), s['smooth_loss']['count'], s['train_iter']
+        if s['scaler'] and scaler is not None: scaler.load_state_dict(s['scaler'])
     def before_epoch(self):
-        if self.fitting and self.epoch < self.start: raise CancelEpochException
+        if not self.fitting or self.epoch < self.start: return  # a finished epoch, cancelled by `SkipToEpoch`
+        if self.loop is not None: self._set_loop_state(self.loop); self.loop = None
+        self.t0 = time.perf_counter()
     def after_epoch(self):
         if not self.fitting: return
         if self.epoch < self.start:
             self.recorder.log, self.recorder.start_epoch = L(self.epoch, *self.history[self.epoch]), time.time()
             return
+        self.elapsed += time.perf_counter() - self.t0
         values = [float(v) for v in self.recorder.log[1:]]
         self.history.append(values)
         ema = getattr(self.learn, 'ema', None)
@@ -121,12 +181,15 @@ class Checkpoint(Callback):
             if ema: ema.swap()
             save_atomic(dict(model=self.model.state_dict(), config=self.learn.config, epoch=self.epoch, value=self.best), self.path/'best.pth')
             if ema: ema.swap()
-        save_atomic(dict(model=self.model.state_dict(), opt=self.opt.state_dict(), ema=ema.state() if ema else None,
-                         config=self.learn.config, epoch=self.epoch, n_epoch=self.n_epoch, history=self.history, best=self.best),
+        save_atomic(dict(model=self.model.state_dict(), opt=plain(self.opt.state_dict()), ema=ema.state() if ema else None,
+                         config=self.learn.config, epoch=self.epoch, n_epoch=self.n_epoch, history=self.history, best=self.best,
+                         elapsed=self.elapsed, loop=self._loop_state()),
                     self.path/'last.pth')
     def after_fit(self):
         if not self.fitting: return
         self.fitting = False
+        if self.skip in self.learn.cbs: self.learn.remove_cb(self.skip)
+        if self.loop is not None: set_rng_states(self.loop['rng'], self.dls)  # nothing left to train: random states as the run left them
         if self.load_best and (self.path/'best.pth').exists():
             self.model.load_state_dict(load_checkpoint(self.path/'best.pth', self.learn.config)['model'])
 
