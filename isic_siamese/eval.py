@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_eval.ipynb #84e78925
 from __future__ import annotations
-import copy, json, pickle, tempfile, dataclasses, warnings
+import contextlib, copy, json, pickle, tempfile, dataclasses, warnings
 from dataclasses import dataclass
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 import matplotlib.pyplot as plt, seaborn as sns
@@ -13,6 +13,7 @@ from safetensors import safe_open, SafetensorError
 from safetensors.torch import save_file
 from fastcore.all import *
 from fastai.vision.all import Learner, Callback, TensorImage, IntToFloatTensor, load_learner
+from fastai.learner import replacing_yield
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_curve
 from .data import *
@@ -170,7 +171,8 @@ class FlipInputs(Callback):
 def embed(learn:Learner, dl, tta:bool=False):
     "Embeddings (N, D) and labels (N,) of `dl`; `tta` averages the 4 flips and re-normalises."
     flips = [(), (3,), (2,), (2, 3)] if tta else [()]
-    outs = [learn.get_preds(dl=dl, cbs=[FlipInputs(d)] if d else None) for d in flips]
+    with contextlib.contextmanager(replacing_yield)(learn.recorder, 'valid_metrics', False):  # no validation metric on embedded sets
+        outs = [learn.get_preds(dl=dl, cbs=[FlipInputs(d)] if d else None) for d in flips]
     emb = F.normalize(torch.stack([o[0] for o in outs]).float().mean(0), dim=1)
     return emb, outs[0][1]
 
