@@ -6,10 +6,10 @@ when it is absent). Smaller sizes take whole patients in an order that samples t
 per patient, so 3k and 10k keep the real images-per-patient and melanoma structure; 33,126 is the whole table, and
 each size's patients include the smaller ones'. Images are drawn once, in parallel, and kept in --root for reruns.
 
-Stages, each the library's own call: `read_isic`, `split_groups`, `ImageCache.build` (which `lesion_dls` then reuses),
-`fit_and_evaluate` for one epoch (its loaders and learner, training epoch, validation pass and epoch end with its
-checkpoint, embedding
-of every image by `embed`, scoring in `evaluate`, its training plot), and `export_predictor`. The recipe is
+Stages, each the library's own call: `read_isic`, `split_groups`, `cache_images` (which `recipe_learner` then reuses),
+`recipe_learner` (loaders and learner), `fit_and_evaluate` for one epoch (training epoch, validation pass and epoch end
+with its checkpoint, embedding of every image by `embed`, scoring in `evaluate`, its training plot), and
+`export_predictor`. The recipe is
 `Recipe(epochs=1)`: arch 'small', 64 px; any recipe option changes it.
 
 Memory: each size runs in a fresh process; inside it each stage's peak RSS is its own (VmHWM is reset at every stage
@@ -36,7 +36,7 @@ def run_stages(root, recipe:Recipe, workdir) -> tuple:
     from fastai.learner import Learner, defaults
     from fastai.callback.progress import ProgressCallback
     import isic_siamese.eval as evaluation, isic_siamese.experiment as experiment
-    from isic_siamese.data import ImageCache, read_isic, split_groups, default_cache_dir
+    from isic_siamese.data import cache_images, read_isic, split_groups, default_cache_dir
     from isic_siamese.eval import export_predictor
     defaults.callbacks = [c for c in defaults.callbacks if c is not ProgressCallback]  # no console progress bars in the log
     r, workdir = recipe, Path(workdir)
@@ -45,18 +45,18 @@ def run_stages(root, recipe:Recipe, workdir) -> tuple:
     with clock('read'): df = read_isic(root, **r.kwargs_for(read_isic))
     with clock('split'): df = split_groups(df, **r.kwargs_for(split_groups))
     with clock('cache build'):
-        cache = ImageCache.build(df.path[df.split.isin(['train', 'valid'])], r.size, colour_constancy=r.colour_constancy, progress=False)
-    with (clock('loaders + learner'), clock.wrap(Learner, '_do_fit', 'validation + checkpoint'),
-          clock.wrap(Learner, '_do_epoch_train', 'train epoch'), clock.wrap(experiment, 'evaluate', 'score'),
-          clock.wrap(evaluation, 'embed', 'embed'), clock.wrap(experiment, 'plot_training', 'plots')):
-        learn, ev, _ = experiment.fit_and_evaluate(df, r, workdir/'run', verbose=False)
+        cache = cache_images(df, r.size, colour_constancy=r.colour_constancy, progress=False)
+    with clock('loaders + learner'): learn = experiment.recipe_learner(df, r, workdir/'run', verbose=False)
+    with (clock.wrap(Learner, '_do_fit', 'validation + checkpoint'), clock.wrap(Learner, '_do_epoch_train', 'train epoch'),
+          clock.wrap(experiment, 'evaluate', 'score'), clock.wrap(evaluation, 'embed', 'embed'), clock.wrap(experiment, 'plot_training', 'plots')):
+        ev, _ = experiment.fit_and_evaluate(learn, df, verbose=False)
     with clock('export'): predictor = export_predictor(learn, ev, workdir/'run'/'predictor.pkl')
     stats, wall = clock.close(), time.perf_counter() - t0
     caches = list(default_cache_dir().glob('*.npy'))
     assert caches == [cache.fname], f'lesion_dls did not reuse the timed cache build: {caches}'
     n = df.split.value_counts().to_dict()
     n_tv, n_all = n.get('train', 0) + n.get('valid', 0), n.get('train', 0) + n.get('valid', 0) + n.get('test', 0)
-    images = {'read': len(df), 'split': len(df), 'cache build': n_tv, 'train epoch': n['train']//r.bs*r.bs,
+    images = {'read': len(df), 'split': len(df), 'cache build': n_all, 'train epoch': n['train']//r.bs*r.bs,
               'validation + checkpoint': n['valid'], 'embed': n_all, 'score': n.get('valid', 0) + n.get('test', 0)}
     return dict(n=len(df), split=n, stages=stats, wall_s=round(wall, 3), images=images, baseline_mib={k: round(v) for k, v in clock.baseline.items()},
                 exact_peak=clock.exact, cache_mib=round(cache.fname.stat().st_size/2**20),

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from fastcore.all import *
 from fastprogress.fastprogress import progress_bar
 from sklearn.model_selection import StratifiedGroupKFold
+from fastai.torch_core import num_distrib, rank_distrib
 from fastai.vision.all import (Transform, TensorImage, TransformBlock, CategoryBlock, DataBlock, ColReader,
                                IntToFloatTensor, Normalize, imagenet_stats, aug_transforms, Saturation, Hue,
                                RandTransform)
@@ -24,13 +25,13 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['IN_TEST', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTS', 'HDF5_EXTS', 'ID_COLS', 'GROUP_COLS', 'DIAGNOSIS_COLS', 'LABEL_CSVS',
            'LIBRARY_COLS', 'CLASSES', 'DIAGNOSES', 'SENTINEL_IDS', 'FOLDER_SPLITS', 'FOLDER_LABELS', 'MIN_PER_CLASS',
-           'AUG_PRESETS', 'Hardware', 'hardware', 'Registry', 'UnreadableImageError', 'hdf5_member', 'read_image_bytes',
-           'load_rgb', 'shades_of_gray', 'draw_lesion', 'make_demo_data', 'demo_data_cli', 'image_files',
-           'identical_files', 'ImageIndex', 'read_table', 'diagnosis_of', 'connected_groups', 'join_groups',
-           'parse_labels', 'diagnosis_mapping', 'read_isic', 'check_splits', 'split_groups', 'perceptual_hashes',
-           'near_duplicates', 'default_cache_dir', 'ImageCache', 'cache_info', 'prune_caches', 'cache_images',
-           'readable_images', 'LesionLoader', 'BlurSharpen', 'lesion_tfms', 'label_name', 'lesion_block',
-           'check_batch_size', 'lesion_dls', 'rows_dl', 'download_isic']
+           'AUG_PRESETS', 'Hardware', 'cpu_bf16', 'world_size', 'rank_device', 'hardware', 'Registry',
+           'UnreadableImageError', 'hdf5_member', 'read_image_bytes', 'load_rgb', 'shades_of_gray', 'draw_lesion',
+           'make_demo_data', 'demo_data_cli', 'image_files', 'identical_files', 'ImageIndex', 'read_table',
+           'diagnosis_of', 'connected_groups', 'join_groups', 'parse_labels', 'diagnosis_mapping', 'read_isic',
+           'check_splits', 'split_groups', 'perceptual_hashes', 'near_duplicates', 'default_cache_dir', 'ImageCache',
+           'cache_info', 'prune_caches', 'cache_images', 'readable_images', 'LesionLoader', 'BlurSharpen',
+           'lesion_tfms', 'label_name', 'lesion_block', 'check_batch_size', 'lesion_dls', 'rows_dl', 'download_isic']
 
 # %% ../nbs/00_data.ipynb #3e66fe56
 IN_TEST = bool(os.environ.get('IN_TEST'))
@@ -44,12 +45,31 @@ class Hardware:
     precision: str|None  # 'bf16', 'fp16' or None (full precision)
     channels_last: bool
 
+def cpu_bf16() -> bool:
+    "Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, as oneDNN reports it); elsewhere bf16 is emulated and slower than fp32."
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+def world_size() -> int:
+    "Processes of the running distributed process group (1 when there is none)."
+    return torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+
+def rank_device(cpu:bool) -> torch.device:
+    "This process's device under `torchrun`/`accelerate launch`, from accelerate's process state (set up once per process: gloo on CPU, NCCL on CUDA)."
+    from accelerate import PartialState
+    return PartialState(cpu=cpu).device
+
 def hardware(device=None, num_workers=None) -> Hardware:
-    "Defaults for `device` (best available when None): AMP and channels_last on CUDA, no workers in tests."
+    "Defaults for `device` (best available when None; this rank's under distributed training): AMP, channels_last and cuDNN autotuning on CUDA, no workers in tests."
+    ranks = num_distrib()
+    if ranks > 1:
+        own = rank_device(cpu=torch.device(device).type == 'cpu' if device else not torch.cuda.is_available())
+        if device is None or torch.device(device) == torch.device(own.type): device = own
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     cuda = device.type == 'cuda'
+    if cuda: torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN pick the fastest convolution once
     precision = ('bf16' if torch.cuda.is_bf16_supported() else 'fp16') if cuda else None
-    if num_workers is None: num_workers = 0 if (IN_TEST or not cuda) else min(8, os.cpu_count() or 1)
+    per_rank = max(1, int(os.environ.get('LOCAL_WORLD_SIZE', 1)))
+    if num_workers is None: num_workers = 0 if (IN_TEST or not cuda) else min(8, max(1, (os.cpu_count() or 1)//per_rank))
     return Hardware(device, num_workers, pin_memory=cuda, precision=precision, channels_last=cuda)
 
 # %% ../nbs/00_data.ipynb #172b6d85
@@ -705,11 +725,12 @@ def _stale_partial(f:Path) -> bool:
 # %% ../nbs/00_data.ipynb #b3f00439
 class ImageCache:
     "Images decoded once to `size` px, as a memory-mapped uint8 array (N, size, size, 3) indexed by path."
-    def __init__(self, fname, paths, colour_constancy:int|None=None):
-        self.fname, self.paths, self.colour_constancy = Path(fname), [str(p) for p in paths], colour_constancy
+    def __init__(self, fname, paths, colour_constancy:int|None=None, built:bool=False):
+        self.fname, self.paths, self.colour_constancy, self.built = Path(fname), [str(p) for p in paths], colour_constancy, built
         self.index = {p: i for i, p in enumerate(self.paths)}
         self.array = np.load(self.fname, mmap_mode='r')
         self.size = self.array.shape[1]
+    def __reduce__(self): return _reopen_cache, (self.fname, self.paths, self.colour_constancy)  # by name: workers and ranks map the same file
     def __len__(self): return len(self.paths)
     def __contains__(self, path): return str(path) in self.index
     def __getitem__(self, path) -> np.ndarray: return self.array[self.index[str(path)]]
@@ -730,7 +751,15 @@ class ImageCache:
     @classmethod
     def build(cls, paths, size:int, cache_dir=None, colour_constancy:int|None=None, n_threads:int|None=None,
               progress:bool=not IN_TEST, rebuild:bool=False):
-        "Cache for `paths` at `size`, reusing a complete earlier build with the same key unless `rebuild`."
+        "Cache for `paths` at `size`, reusing a complete earlier build with the same key unless `rebuild`; under distributed training rank 0 builds it and the other ranks then map its file."
+        if num_distrib() > 1:
+            from fastai.distributed import rank0_first
+            first_rank = rank_distrib() == 0
+            return rank0_first(cls._build, paths, size, cache_dir, colour_constancy, n_threads, progress and first_rank, rebuild and first_rank)
+        return cls._build(paths, size, cache_dir, colour_constancy, n_threads, progress, rebuild)
+
+    @classmethod
+    def _build(cls, paths, size, cache_dir, colour_constancy, n_threads, progress, rebuild):
         paths = [str(p) for p in paths]
         cache_dir = Path(cache_dir or default_cache_dir()); cache_dir.mkdir(parents=True, exist_ok=True)
         for f in cache_dir.glob('*.partial.npy'):
@@ -747,8 +776,13 @@ class ImageCache:
                 _raise_unreadable(errs, paths, 'build')
                 os.replace(tmp, fname)
             finally: tmp.unlink(missing_ok=True)
-        else: os.utime(fname)  # last use, for prune_caches
+            return cls(fname, paths, colour_constancy, built=True)
+        os.utime(fname)  # last use, for prune_caches
         return cls(fname, paths, colour_constancy)
+
+def _reopen_cache(fname, paths, colour_constancy):
+    "An unpickled `ImageCache`: the same file mapped again, or None where it is gone (another machine), so images are decoded."
+    return ImageCache(fname, paths, colour_constancy) if Path(fname).exists() else None
 
 # %% ../nbs/00_data.ipynb #c34d160e
 _CACHE_FILE = re.compile(r'^images_(?P<size>\d+)px(?:_sog(?P<cc>\d+))?_(?P<n>\d+)_(?P<key>[0-9a-f]{16})(?P<partial>\..*\.partial)?\.npy$')
@@ -799,7 +833,6 @@ class LesionLoader(Transform):
         cached = self.cache is not None and path in self.cache
         arr = self.cache[path] if cached else load_rgb(path, self.size, self.colour_constancy)
         return TensorImage(torch.from_numpy(np.array(arr)).permute(2, 0, 1))
-    def __getstate__(self): return {**self.__dict__, 'cache': None}
 
 # %% ../nbs/00_data.ipynb #9ce2aa5a
 class BlurSharpen(RandTransform):

@@ -11,6 +11,7 @@ import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from fastcore.all import *
 from fastai.vision.all import set_seed, Learner
+from fastai.torch_core import rank_distrib
 from .data import *
 from .pairs import *
 from .model import *
@@ -51,6 +52,8 @@ class Recipe:
     diagnosis_map: dict|None = setting(None, "extra diagnosis terms of your table, as term=diagnosis,... (see DIAGNOSES)", 'data')
     tfrecord_duplicates: str = setting('drop', "Kaggle rows marked tfrecord == -1 (duplicates): 'drop' or 'keep'", 'data')
     rebuild_cache: bool = setting(False, 'decode the images again even if a cache with the same key exists', 'run')
+    memory_format: str = setting('auto', "layout of images and weights: auto (hardware's choice), channels_last or contiguous", 'run')
+    compile: bool = setting(False, 'compile the encoder with torch.compile (a one-off compilation, then faster steps where it pays)', 'run')
     # model
     arch: str = setting('small', "encoder: 'small', a torchvision model (resnet34) or a timm model (efficientnet_b3, convnext_tiny)", 'model')
     pretrained: bool = setting(False, 'start from ImageNet weights (downloads them)', 'model')
@@ -94,6 +97,7 @@ def validate_recipe(self:Recipe):
     bad = [v for v in (self.diagnosis_map or {}).values() if v not in DIAGNOSES]
     _need(not bad, 'diagnosis_map', self.diagnosis_map, f"maps to {bad}; each term must map to one of {', '.join(DIAGNOSES)}")
     _need(self.precision in ('auto', 'bf16', 'fp16', 'fp32'), 'precision', self.precision, 'choose auto, bf16, fp16 or fp32')
+    _need(self.memory_format in ('auto', 'channels_last', 'contiguous'), 'memory_format', self.memory_format, 'choose auto, channels_last or contiguous')
     for name in ('size', 'bs', 'emb_dim', 'epochs', 'k'): _need(getattr(self, name) >= 1, name, getattr(self, name), 'must be a positive number')
     _need(self.size >= 16, 'size', self.size, 'images must be at least 16 px')
     for name in ('lr', 'temperature'): _need(getattr(self, name) > 0, name, getattr(self, name), 'must be positive')
@@ -160,15 +164,18 @@ def recipe_learner(df:pd.DataFrame, recipe:Recipe, out, externals=(), verbose:bo
     return learn
 
 def fit_and_evaluate(learn:Learner, df:pd.DataFrame, verbose:bool=True):
-    "Train `recipe_learner`'s `learn` (resuming from its checkpoints) and evaluate it on split table `df`: (`Evaluation`, training seconds)."
+    "Train `recipe_learner`'s `learn` (resuming from its checkpoints) and evaluate it on split table `df`: (`Evaluation`, training seconds); the `Evaluation` is None in processes other than 0 of a distributed run."
     r, out = learn.recipe, Path(learn.path)
-    if verbose: learn.fit_one_cycle(r.epochs, r.lr)
-    else:
-        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(r.epochs, r.lr)
-    plot_training(learn, out/'plots'/'training.png')  # before evaluating: fastai's validation passes reset the Recorder
-    plt.close('all')
-    learn.dls = learn.image_dls  # a pair-trained encoder is evaluated, exported and used on single images like any other
-    return evaluate(learn, df, **r.kwargs_for(evaluate)), learn.checkpoint.elapsed
+    with distributed(learn):  # fastai's distrib_ctx under torchrun / accelerate launch
+        if verbose: learn.fit_one_cycle(r.epochs, r.lr)
+        else:
+            with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(r.epochs, r.lr)
+    if rank_distrib() > 0: return None, learn.checkpoint.elapsed  # process 0 evaluates and writes the run; the others are done
+    with alone():
+        plot_training(learn, out/'plots'/'training.png')  # before evaluating: fastai's validation passes reset the Recorder
+        plt.close('all')
+        learn.dls = learn.image_dls  # a pair-trained encoder is evaluated, exported and used on single images like any other
+        return evaluate(learn, df, **r.kwargs_for(evaluate)), learn.checkpoint.elapsed
 
 # %% ../nbs/06_experiment.ipynb #a339d1dd
 def _metrics_json(m): return {k: v for k, v in m.items() if k != 'report'}
@@ -204,14 +211,20 @@ def start_run(out, recipe:Recipe, force:bool=False):
 
 @delegates(Recipe)
 def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:bool=True, force:bool=False, **kwargs) -> dict:
-    "Train and evaluate `recipe` (changed by `kwargs`) on `data` (demo data when None); write plots, config, predictors and metrics to `out`."
+    "Train and evaluate `recipe` (changed by `kwargs`) on `data` (demo data when None); write plots, config, predictors and metrics to `out` (process 0 of a distributed run; the others return None)."
     r, out = (recipe or Recipe()).replace(**kwargs), Path(out)
     if not force: check_run_folder(out, r)
-    if data is None: data = out/'demo_data' if (out/'demo_data'/'train.csv').exists() else make_demo_data(out/'demo_data')
+    hardware()  # under torchrun: joins the process group before any rank-0 step
+    if data is None: data = out/'demo_data' if (out/'demo_data'/'train.csv').exists() else on_rank0(make_demo_data, out/'demo_data') or out/'demo_data'
     df = read_split(data, r)
     learn = recipe_learner(df, r, out)
-    start_run(out, r, force)
+    on_rank0(start_run, out, r, force)
     ev, train_s = fit_and_evaluate(learn, df, verbose)
+    if ev is None: return None  # not process 0 of a distributed run
+    with alone(): return _finish_run(learn, ev, train_s, data, df, r, out, verbose)
+
+def _finish_run(learn, ev, train_s, data, df, r, out, verbose):
+    "`run_experiment`'s plots, predictors and metrics.json (last) of the evaluated `learn`."
     plots = out/'plots'
     plot_roc({f'{r.loss} / {r.method}': (ev.y['test'], ev.prob['test'])}, plots/'roc.png')
     plot_confusion(ev.metrics['confusion'], plots/'confusion.png')

@@ -59,8 +59,9 @@ class PairAUC(Metric):
     def reset(self): self.sims, self.ys = [], []
     def accumulate(self, learn):
         if learn.pred.ndim != 3: return  # single-image predictions (embedding after training) hold no pairs
-        a, b = learn.to_detach(learn.pred).float()
-        self.sims.append(torch.cosine_similarity(a, b, dim=-1)); self.ys.append(learn.to_detach(learn.y))
+        a, b = learn.pred.detach().float()
+        sims = torch.cosine_similarity(a, b, dim=-1)  # per pair, then gathered: under distributed training to_detach collects all processes' pairs
+        self.sims.append(learn.to_detach(sims)); self.ys.append(learn.to_detach(learn.y))
     @property
     def value(self): return roc_auc(torch.cat(self.ys), torch.cat(self.sims)) if self.sims else None
     @property

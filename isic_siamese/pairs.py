@@ -123,27 +123,33 @@ def show_results(x:SiamesePair, y, samples, outs, ctxs=None, max_n=6, nrows=None
 # %% ../nbs/01_pairs.ipynb #5eb83fcd
 @delegates()
 class BalancedDL(TfmdDL):
-    "Training batches with a fixed share `pos_frac` of label-1 items; unshuffled loaders are untouched."
-    def __init__(self, dataset=None, bs=None, pos_frac:float=0.25, **kwargs):
-        self.pos_frac = pos_frac
+    "Training batches with a fixed share `pos_frac` of label-1 items per global batch (`bs` x processes); unshuffled loaders are untouched."
+    def __init__(self, dataset=None, bs=None, pos_frac:float=0.25, world_size:int|None=None, **kwargs):
+        self.pos_frac, self.world_size = pos_frac, world_size  # processes; those of the running process group when None
         super().__init__(dataset=dataset, bs=bs, **kwargs)
         n_pos = int(round((self.bs or 0)*pos_frac))
         if self.shuffle and self.bs and not 1 <= n_pos < self.bs:
             raise ValueError(f"bs={self.bs} with pos_frac={pos_frac} gives batches of {n_pos} melanoma and {self.bs - n_pos} benign "
                              "images; each training batch needs both: use a larger bs or a pos_frac further from 0 and 1")
 
+    def new(self, dataset=None, cls=None, **kwargs):
+        "A copy (fastai's `new`) that keeps `pos_frac` and `world_size`."
+        if cls is None or issubclass(cls, BalancedDL): kwargs = dict(pos_frac=self.pos_frac, world_size=self.world_size) | kwargs
+        return super().new(dataset, cls, **kwargs)
+
     def get_idxs(self):
         if not self.shuffle or self.n == 0: return super().get_idxs()
         labels = np.asarray(self.dataset.items['label'])
         pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
         if not len(pos) or not len(neg): raise ValueError("BalancedDL: the training split needs both classes")
-        n_pos = int(round(self.bs*self.pos_frac))
-        rng, idxs = np.random.default_rng(self.rng.randint(0, 2**32 - 1)), []
-        negs = rng.permutation(np.resize(neg, self.n))
-        for b in range(self.n//self.bs):
-            batch = np.concatenate([rng.choice(pos, n_pos), negs[b*(self.bs - n_pos):(b+1)*(self.bs - n_pos)]])
-            idxs += rng.permutation(batch).tolist()
-        return idxs
+        world = self.world_size or world_size()
+        gbs = self.bs*world  # the global batch: what one optimizer step sees across all processes
+        n_pos, steps = int(round(gbs*self.pos_frac)), -(-(self.n//self.bs)//world)  # as many steps as fastai's DistributedDL counts
+        rng = np.random.default_rng(self.rng.randint(0, 2**32 - 1))
+        negs = rng.permutation(np.resize(neg, max(self.n, steps*(gbs - n_pos))))
+        batches = [rng.permutation(np.concatenate([rng.choice(pos, n_pos), negs[b*(gbs - n_pos):(b+1)*(gbs - n_pos)]])) for b in range(steps)]
+        # DistributedDL gives rank r the r-th contiguous 1/world of this list: its i-th batch is part r of global batch i
+        return [int(i) for r in range(world) for g in batches for i in g[r*self.bs:(r+1)*self.bs]]
 
 # %% ../nbs/01_pairs.ipynb #00d34b83
 MINERS = Registry('miner')

@@ -4,12 +4,14 @@
 
 # %% ../nbs/03_train.ipynb #1831cc06
 from __future__ import annotations
-import os, re, time, math, random, pickle
+import os, re, time, math, random, pickle, contextlib
 from contextlib import contextmanager
-import numpy as np, torch
+import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.all import *
 from fastai.vision.all import Learner, Callback, MixedPrecision, EarlyStoppingCallback, Adam, set_seed, L
 from fastai.learner import SkipToEpoch
+from fastai.torch_core import num_distrib, rank_distrib, distrib_barrier
+from fastai.distributed import DistributedDL
 from fastai.callback.channelslast import ChannelsLast
 from .data import *
 from .pairs import *
@@ -18,7 +20,8 @@ from .metrics import *
 
 # %% auto #0
 __all__ = ['training_run', 'NaNGuard', 'EMA', 'atomic_path', 'save_atomic', 'remove_temporary', 'rng_states', 'set_rng_states',
-           'plain', 'load_checkpoint', 'Checkpoint', 'siamese_learner']
+           'plain', 'unwrapped', 'load_checkpoint', 'Checkpoint', 'gather_batch', 'GlobalBatchLoss', 'AMP', 'alone',
+           'on_rank0', 'distributed', 'siamese_learner']
 
 # %% ../nbs/03_train.ipynb #51905f1b
 def training_run(learn) -> bool:
@@ -97,7 +100,9 @@ def rng_states(dls=None) -> dict:
     return dict(python=_py_rng(random), torch=torch.get_rng_state(),
                 numpy=dict(key=torch.from_numpy(n['state']['key'].astype(np.int64)), pos=n['state']['pos'], has_gauss=n['has_gauss'], gauss=n['gauss']),
                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                loaders=[_py_rng(dl.rng) for dl in (dls.loaders if dls is not None else [])])
+                loaders=[_py_rng(_own(dl).rng) for dl in (dls.loaders if dls is not None else [])])
+
+def _own(dl): return dl.dl if isinstance(dl, DistributedDL) else dl  # the loader that fastai's DistributedDL wraps
 
 def set_rng_states(s:dict, dls=None):
     "Restore random states saved by `rng_states` (CUDA ones when this machine has the same devices)."
@@ -105,7 +110,7 @@ def set_rng_states(s:dict, dls=None):
     n = s['numpy']; np.random.set_state(('MT19937', n['key'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
     torch.set_rng_state(s['torch'])
     if torch.cuda.is_available() and len(s['cuda']) == torch.cuda.device_count(): torch.cuda.set_rng_state_all(s['cuda'])
-    for dl, st in zip(dls.loaders if dls is not None else [], s['loaders']): _set_py_rng(dl.rng, st)
+    for dl, st in zip(dls.loaders if dls is not None else [], s['loaders']): _set_py_rng(_own(dl).rng, st)
 
 # %% ../nbs/03_train.ipynb #01179cfb
 def plain(o):
@@ -114,6 +119,8 @@ def plain(o):
     if isinstance(o, (list, tuple, L)): return [plain(v) for v in o]
     if isinstance(o, np.ndarray): return torch.from_numpy(o)
     return o.item() if isinstance(o, np.generic) else o
+
+def unwrapped(model): return getattr(model, 'module', model)  # the model inside DistributedDataParallel: its state dict has no 'module.' prefix
 
 def load_checkpoint(fname, config:dict|None=None) -> dict:
     "Read checkpoint `fname` with `weights_only=True`, refusing a damaged or foreign file, or one written by a model with another `config`."
@@ -146,7 +153,7 @@ class Checkpoint(Callback):
             if s['n_epoch'] != self.n_epoch:
                 raise ValueError(f"{last} is from a {s['n_epoch']}-epoch run, this fit has {self.n_epoch} epochs; "
                                  "resume with the same number of epochs, or use a new run folder")
-            self.model.load_state_dict(s['model']); self.opt.load_state_dict(dict(s['opt'], hypers=L(s['opt']['hypers'])))
+            unwrapped(self.model).load_state_dict(s['model']); self.opt.load_state_dict(dict(s['opt'], hypers=L(s['opt']['hypers'])))
             if s.get('ema') and hasattr(self.learn, 'ema'): self.learn.ema.load_state(s['ema'])
             self.start, self.history, self.best, self.elapsed, self.loop = s['epoch'] + 1, s['history'], s['best'], s['elapsed'], s['loop']
             self.skip = SkipToEpoch(self.start)
@@ -154,11 +161,14 @@ class Checkpoint(Callback):
             print(f"Resuming from {last}: epochs 0-{s['epoch']} done, best {self.monitor} {self.best:.4f}")
     def _loop_state(self) -> dict:
         "What the training loop carries from one epoch to the next: random states, smoothed loss, step count, fp16 loss scale."
-        sl, scaler = self.recorder.smooth_loss, getattr(self.learn, 'scaler', None)
-        return dict(rng=rng_states(self.dls), smooth_loss=dict(val=sl.val.detach().cpu(), count=sl.count), train_iter=self.learn.train_iter,
-                    scaler=scaler.state_dict() if scaler is not None else {})
+        sl, scaler, rng = self.recorder.smooth_loss, getattr(self.learn, 'scaler', None), rng_states(self.dls)
+        ranks = [None]*world_size()
+        if len(ranks) > 1: torch.distributed.all_gather_object(ranks, rng)  # every process's own streams
+        return dict(rng=rng, rank_rng=ranks if len(ranks) > 1 else [], smooth_loss=dict(val=sl.val.detach().cpu(), count=sl.count),
+                    train_iter=self.learn.train_iter, scaler=scaler.state_dict() if scaler is not None else {})
     def _set_loop_state(self, s:dict):
-        set_rng_states(s['rng'], self.dls)
+        own = s.get('rank_rng') or []
+        set_rng_states(own[rank_distrib()] if len(own) == world_size() else s['rng'], self.dls)
         sl, scaler = self.recorder.smooth_loss, getattr(self.learn, 'scaler', None)
         sl.val, sl.count, self.learn.train_iter = s['smooth_loss']['val'].to(self.dls.device), s['smooth_loss']['count'], s['train_iter']
         if s['scaler'] and scaler is not None: scaler.load_state_dict(s['scaler'])
@@ -176,44 +186,118 @@ class Checkpoint(Callback):
         self.history.append(values)
         ema = getattr(self.learn, 'ema', None)
         value = values[list(self.recorder.metric_names[1:]).index(self.monitor)]
+        model, writer, loop = unwrapped(self.model), rank_distrib() == 0, self._loop_state()  # one writer: rank 0
         if value > self.best:
             self.best = value
-            if ema: ema.swap()
-            save_atomic(dict(model=self.model.state_dict(), config=self.learn.config, epoch=self.epoch, value=self.best), self.path/'best.pth')
-            if ema: ema.swap()
-        save_atomic(dict(model=self.model.state_dict(), opt=plain(self.opt.state_dict()), ema=ema.state() if ema else None,
-                         config=self.learn.config, epoch=self.epoch, n_epoch=self.n_epoch, history=self.history, best=self.best,
-                         elapsed=self.elapsed, loop=self._loop_state()),
-                    self.path/'last.pth')
+            if ema and writer: ema.swap()
+            if writer: save_atomic(dict(model=model.state_dict(), config=self.learn.config, epoch=self.epoch, value=self.best), self.path/'best.pth')
+            if ema and writer: ema.swap()
+        if writer: save_atomic(dict(model=model.state_dict(), opt=plain(self.opt.state_dict()), ema=ema.state() if ema else None,
+                                    config=self.learn.config, epoch=self.epoch, n_epoch=self.n_epoch, history=self.history, best=self.best,
+                                    elapsed=self.elapsed, loop=loop), self.path/'last.pth')
+        distrib_barrier()  # no rank reads best.pth (after fit) or last.pth (a resume) before rank 0 has written them
     def after_fit(self):
         if not self.fitting: return
         self.fitting = False
         if self.skip in self.learn.cbs: self.learn.remove_cb(self.skip)
         if self.loop is not None: set_rng_states(self.loop['rng'], self.dls)  # nothing left to train: random states as the run left them
         if self.load_best and (self.path/'best.pth').exists():
-            self.model.load_state_dict(load_checkpoint(self.path/'best.pth', self.learn.config)['model'])
+            unwrapped(self.model).load_state_dict(load_checkpoint(self.path/'best.pth', self.learn.config)['model'])
+
+# %% ../nbs/03_train.ipynb #a387d855
+class _GatherBatch(torch.autograd.Function):
+    "All processes' `x` concatenated along `dim` in rank order; backward: this process's slice of the gradient, summed over all processes."
+    @staticmethod
+    def forward(ctx, x, dim):
+        parts = [torch.empty_like(x) for _ in range(world_size())]
+        torch.distributed.all_gather(parts, x.contiguous())
+        ctx.dim, ctx.n = dim, x.shape[dim]
+        return torch.cat(parts, dim)
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        torch.distributed.all_reduce(grad)  # every process's loss is a function of this process's slice
+        return grad.narrow(ctx.dim, torch.distributed.get_rank()*ctx.n, ctx.n), None
+
+def gather_batch(x, dim:int=0):
+    "`x` of every process concatenated along `dim` (same shape on every process), keeping gradients; `x` itself in one process."
+    return x if world_size() == 1 else _GatherBatch.apply(x, dim)
+
+class GlobalBatchLoss(nn.Module):
+    "`loss` (embeddings (B, D) or (K, B, D), labels (B,)) computed on the batches of all processes gathered, miners included, while `gather` (set by `distributed`); else `loss` itself."
+    def __init__(self, loss:nn.Module, gather:bool=False): super().__init__(); self.loss, self.gather = loss, gather
+    def forward(self, emb, target):
+        if not self.gather: return self.loss(emb, target)
+        return self.loss(gather_batch(emb, emb.ndim - 2), gather_batch(target, 0))
+
+class AMP(MixedPrecision):
+    "fastai's `MixedPrecision` on the training device: bf16 or fp16 autocast with loss scaling on CUDA, as fastai does it; bf16 autocast on a CPU, unscaled (bf16 has float32's range)."
+    name = 'mixed_precision'
+    def before_fit(self):
+        super().before_fit()
+        dev = self.dls.device.type
+        if dev != 'cuda': self.autocast, self.learn.scaler = torch.autocast(dev, dtype=torch.bfloat16), torch.amp.GradScaler(dev, enabled=False)
+
+@patch
+def _broadcast(self:DistributedDL, t, rank):
+    "Broadcast list `t` from process `rank`: through CUDA under NCCL (as fastai does), through the CPU under gloo."
+    t = torch.tensor(t, dtype=torch.long, device='cuda' if 'nccl' in str(torch.distributed.get_backend()) else 'cpu')
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
+
+@contextmanager
+def alone():
+    "Process 0 carrying on by itself after distributed training (embedding, scoring, writing the run): fastai's gathers see one process."
+    old = os.environ.get('WORLD_SIZE')
+    os.environ['WORLD_SIZE'] = '1'  # what fastai's num_distrib() reads
+    try: yield
+    finally:
+        if old is None: del os.environ['WORLD_SIZE']
+        else: os.environ['WORLD_SIZE'] = old
+
+def on_rank0(f, *args, **kwargs):
+    "`f(*args, **kwargs)` in process 0 only, then a barrier (under distributed training): its result in process 0, None in the others."
+    res = f(*args, **kwargs) if rank_distrib() == 0 else None
+    distrib_barrier()
+    return res
+
+@contextmanager
+def distributed(learn:Learner):
+    "fastai's `learn.distrib_ctx()` when launched on several processes (`torchrun`, `accelerate launch`): no SyncBatchNorm, gloo on a CPU, the loss on the global batch; nothing in one process."
+    if num_distrib() <= 1: yield learn; return
+    loss = learn.loss_func if isinstance(learn.loss_func, GlobalBatchLoss) else None
+    with learn.distrib_ctx(sync_bn=False, cpu=learn.dls.device.type == 'cpu'):
+        if loss: loss.gather = True
+        try: yield learn
+        finally:
+            if loss: loss.gather = False  # after fit, process 0 alone embeds and scores
+    for dl in learn.dls.loaders: dl.__dict__.pop('it', None)  # DistributedDL leaves the wrapped loaders' dataset iterator, which cannot be pickled (export)
 
 # %% ../nbs/03_train.ipynb #e89610c3
 def siamese_learner(dls, arch:str='resnet18', loss:str='contrastive', miner:str='all', emb_dim:int=128,
                     pair_head:str='cosine', margin:float|None=None, temperature:float=0.1, pretrained:bool=False, weights=None,
-                    precision:str|None='auto', ema:float|None=0.998, patience:int|None=None, checkpoints=None,
-                    resume:bool=True, wd:float=0.01, seed:int|None=42, cbs=None, **kwargs) -> Learner:
-    "A fastai `Learner` training a `SiameseNet` with metric-learning `loss` on `dls`; `precision` is 'auto', 'bf16', 'fp16' or 'fp32'/None."
+                    precision:str|None='auto', memory_format:str='auto', compile:bool=False, ema:float|None=0.998,
+                    patience:int|None=None, checkpoints=None, resume:bool=True, wd:float=0.01, seed:int|None=42, cbs=None, **kwargs) -> Learner:
+    "A fastai `Learner` training a `SiameseNet` with metric-learning `loss` on `dls`; `precision` is 'auto', 'bf16', 'fp16' or 'fp32'/None, `memory_format` 'auto', 'channels_last' or 'contiguous'."
     if seed is not None: set_seed(seed)
     hw = hardware(dls.device)
     if precision == 'auto': precision = hw.precision
     if precision == 'fp32': precision = None
-    if precision is not None and hw.device.type != 'cuda': raise ValueError(f"precision={precision!r} needs CUDA; use 'fp32' on {hw.device}")
+    if precision is not None and hw.device.type != 'cuda' and not (precision == 'bf16' and cpu_bf16()):
+        raise ValueError(f"precision={precision!r} needs CUDA, or bf16 on a CPU with bf16 instructions (AVX512-BF16 or AMX), which this "
+                         f"one lacks (emulated bf16 is several times slower than fp32); use 'fp32' on {hw.device}")
+    if memory_format not in ('auto', 'channels_last', 'contiguous'): raise ValueError(f"memory_format={memory_format!r}: choose auto, channels_last or contiguous")
     model = SiameseNet(create_encoder(arch, emb_dim, pretrained, weights), head_for(loss, emb_dim, pair_head))
+    if compile: model.encoder.compile()  # in place: the state dict keeps its keys
     pairs = getattr(dls, 'n_inp', 1) > 1
     metric = PairAUC() if pairs else EmbeddingAUC()
     extra = [NaNGuard()]
-    if precision: extra.append(MixedPrecision(amp_mode=precision))
-    if hw.channels_last: extra.append(ChannelsLast())
+    if precision: extra.append(AMP(amp_mode=precision))
+    if hw.channels_last if memory_format == 'auto' else memory_format == 'channels_last': extra.append(ChannelsLast())
     if ema: extra.append(EMA(ema))
     if patience: extra.append(EarlyStoppingCallback(monitor=metric.name, comp=np.greater, patience=patience))
     if checkpoints: extra.append(Checkpoint(checkpoints, monitor=metric.name, resume=resume))
-    learn = Learner(dls, model, loss_func=siamese_loss(loss, model.head, miner, margin, temperature), opt_func=Adam, wd=wd,
+    learn = Learner(dls, model, loss_func=GlobalBatchLoss(siamese_loss(loss, model.head, miner, margin, temperature)), opt_func=Adam, wd=wd,
                     metrics=[metric], splitter=siamese_splitter, cbs=extra + L(cbs), **kwargs)
     learn.config = dict(arch=arch, emb_dim=emb_dim, loss=loss, pair_head=pair_head if loss_head(loss) == 'pair' else None,
                         size=int(dls.one_batch()[0].shape[-1]))
