@@ -51,14 +51,12 @@ def data_rate(dls, warmup:int, batches:int) -> dict:
 def model_rates(dls, df, recipe, arch:str, precision:str, channels_last:bool, warmup:int, steps:int) -> dict:
     "Training and inference images/s of `arch` (data excluded) and peak device memory, through `siamese_learner` and `embed`."
     import torch
-    from fastai.callback.channelslast import ChannelsLast
     from isic_siamese.train import siamese_learner
     from isic_siamese.eval import embed
     from profiling import StepProfile
     cuda = dls.device.type == 'cuda'
-    learn = siamese_learner(dls, **(recipe.kwargs_for(siamese_learner) | dict(arch=arch, precision=precision)))
-    if channels_last and not hasattr(learn, 'channels_last'): learn.add_cb(ChannelsLast())  # the library adds it on CUDA
-    if not channels_last: learn.remove_cb(ChannelsLast)
+    fmt = 'channels_last' if channels_last else 'contiguous'
+    learn = siamese_learner(dls, **(recipe.kwargs_for(siamese_learner) | dict(arch=arch, precision=precision, memory_format=fmt)))
     if cuda: torch.cuda.reset_peak_memory_stats()
     train = StepProfile(fine=False, skip=warmup, stop_after=steps)
     with learn.no_bar(), learn.no_logging(): learn.fit(1, recipe.lr, cbs=train.callbacks)

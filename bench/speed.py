@@ -16,6 +16,7 @@ rides along, on CUDA it synchronises at every phase boundary, so it gets one ext
 
     python bench/speed.py                        # ../shared/data/ham224 (demo data when absent), 512 images, 128 and 224 px
     python bench/speed.py --repeats 5 --threads 1  # steadier on a machine shared with other jobs
+    python bench/speed.py --threads 1 --variants default contiguous compiled   # the library's defaults against one setting changed
     python bench/speed.py --n 33126 --sizes 256 --data demo --skip-baseline   # GPU: a full ISIC 2020-sized epoch on synthetic images
 """
 import argparse, json, multiprocessing as mp, os, random, resource, statistics, tempfile, time
@@ -92,8 +93,12 @@ def baseline(data, n, size, bs, seed=0, threads=None):
                 data_images_per_s=data_ips, model_images_per_s=2*n_img/epoch_s, **_peak(hw.device))
 
 
-def ours(data, n, size, bs, seed=0, threads=None, profile=False):
-    "isic_siamese: decoded cache, batch augmentation on the device, in-batch pairs (N encoder passes); `profile` adds a `StepProfile`."
+VARIANTS = dict(default={}, contiguous=dict(memory_format='contiguous'), channels_last=dict(memory_format='channels_last'),
+                compiled=dict(compile=True))  # isic_siamese's settings per variant: the library's defaults for this device, or one changed
+
+
+def ours(data, n, size, bs, seed=0, threads=None, profile=False, variant='default'):
+    "isic_siamese: decoded cache, batch augmentation on the device, in-batch pairs (N encoder passes); `profile` adds a `StepProfile`; `variant` names `VARIANTS` settings."
     import pandas as pd
     from fastai.vision.all import Callback
     from isic_siamese.data import hardware, lesion_dls, ImageCache
@@ -117,11 +122,11 @@ def ours(data, n, size, bs, seed=0, threads=None, profile=False):
             def before_train(self): _sync(hw.device); self.t = time.time()
             def after_train(self): _sync(hw.device); self.learn.train_s = time.time() - self.t
         prof = StepProfile(fine=True, skip=min(1, len(dls.train) - 1)) if profile else None  # first batch: warm-up, unless the only one
-        learn = siamese_learner(dls, arch='resnet18', loss='supcon', cbs=[TrainTimer(), *(prof.callbacks if prof else [])])
+        learn = siamese_learner(dls, arch='resnet18', loss='supcon', cbs=[TrainTimer(), *(prof.callbacks if prof else [])], **VARIANTS[variant])
         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
-        return dict(path='isic_siamese', size=size, n_images=n_img, encoder_passes=n_img, epoch_s=learn.train_s,
+        return dict(path='isic_siamese' if variant == 'default' else f'isic_siamese {variant}', size=size, n_images=n_img, encoder_passes=n_img, epoch_s=learn.train_s,
                     data_images_per_s=data_ips, model_images_per_s=n_img/learn.train_s, cache_build_s=cache_s,
-                    cache_mib=round(os.path.getsize(cache.fname)/2**20), precision=hw.precision, channels_last=hw.channels_last,
+                    cache_mib=round(os.path.getsize(cache.fname)/2**20), precision=hw.precision, channels_last=hasattr(learn, 'channels_last'),
                     num_workers=hw.num_workers, profile=prof.summary('train') if prof else None, **_peak(hw.device))
 
 
@@ -145,7 +150,7 @@ def _median_profile(profiles):
     return dict(ms=ms, images=images, step_images_per_s=1e3*images/step)
 
 
-def summary(results, sizes, skip_baseline) -> str:
+def summary(results, sizes, skip_baseline, variants=('default',)) -> str:
     "Markdown: medians (min-max) per size and pipeline, the pairwise epoch-time ratio, and the profile of isic_siamese's step."
     from isic_siamese.experiment import markdown_table
     from profiling import profile_table
@@ -153,7 +158,8 @@ def summary(results, sizes, skip_baseline) -> str:
              '|---|---|---|---|---|---|---|---|---|---|']
     timed = [r for r in results if not r.get('extra')]
     for size in sizes:
-        for path in (['isic_siamese'] if skip_baseline else ['seed-style', 'isic_siamese']):
+        paths = [('isic_siamese' if v == 'default' else f'isic_siamese {v}') for v in variants]
+        for path in (paths if skip_baseline else ['seed-style', *paths]):
             rs = [r for r in timed if r['size'] == size and r['path'] == path]
             gpu = [r['peak_gpu_mib'] for r in rs if r['peak_gpu_mib'] is not None]
             lines.append(f"| {size} | {path} | {len(rs)} | {rs[0]['encoder_passes']} | {_mmm([r['epoch_s'] for r in rs])} | "
@@ -162,16 +168,18 @@ def summary(results, sizes, skip_baseline) -> str:
                          f"{max(r['peak_rss_mib'] for r in rs)} | {max(gpu) if gpu else '-'} |")
     out = ['\n'.join(lines), '']
     for size in sizes:
-        o = [r for r in timed if r['size'] == size and r['path'] == 'isic_siamese']
-        if not skip_baseline:
-            b = [r for r in timed if r['size'] == size and r['path'] == 'seed-style']
-            ratios = [x['epoch_s']/y['epoch_s'] for x, y in zip(sorted(b, key=lambda r: r['repeat']), sorted(o, key=lambda r: r['repeat']))]
-            out.append(f"{size} px: epoch time seed-style / isic_siamese = {_mmm(ratios, '.2f', 'x')}, median (min-max) of {len(ratios)} "
-                       f"pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
+        for path in paths:
+            o = [r for r in timed if r['size'] == size and r['path'] == path]
+            if not skip_baseline:
+                b = [r for r in timed if r['size'] == size and r['path'] == 'seed-style']
+                ratios = [x['epoch_s']/y['epoch_s'] for x, y in zip(sorted(b, key=lambda r: r['repeat']), sorted(o, key=lambda r: r['repeat']))]
+                out.append(f"{size} px: epoch time seed-style / {path} = {_mmm(ratios, '.2f', 'x')}, median (min-max) of {len(ratios)} "
+                           f"pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
+        o = [r for r in timed if r['size'] == size and r['path'] == paths[0]]
         out.append(f"{size} px: cache build {_mmm([r['cache_build_s'] for r in o], '.1f', ' s')} once ({o[0]['cache_mib']} MiB); "
                    f"precision {o[0]['precision'] or 'fp32'}, channels_last {o[0]['channels_last']}, {o[0]['num_workers']} workers")
-    profs = {f"{size} px": _median_profile(ps) for size in sizes
-             if (ps := [r['profile'] for r in results if r['size'] == size and r['path'] == 'isic_siamese' and r.get('profile')])}
+    profs = {f"{size} px{'' if path == 'isic_siamese' else path.removeprefix('isic_siamese')}": _median_profile(ps) for size in sizes for path in paths
+             if (ps := [r['profile'] for r in results if r['size'] == size and r['path'] == path and r.get('profile')])}
     if profs:
         out += ['', "isic_siamese's training step by phase (mean per batch, median over runs; device synchronised at each boundary):", '',
                 markdown_table(profile_table(profs))]
@@ -188,24 +196,28 @@ def main():
     p.add_argument('--repeats', type=int, default=3, help='runs of each measurement, in fresh processes, interleaved')
     p.add_argument('--threads', type=int, default=None, help="torch CPU threads in every run (torch's default when omitted)")
     p.add_argument('--no-profile', action='store_true', help="skip the per-phase profile of isic_siamese's step")
+    p.add_argument('--variants', nargs='+', default=['default'], choices=list(VARIANTS),
+                   help="isic_siamese runs: the library's defaults for this device, or with one setting changed (all interleaved)")
     p.add_argument('--json', default=None, help='also write the results here')
     a = p.parse_args()
     import torch
     set_threads(a.threads)
     cuda, ctx, results = torch.cuda.is_available(), mp.get_context('spawn'), []
-    def run(fn, size, repeat, profile, extra=False):
-        kw = dict(data=a.data, n=a.n, size=size, bs=a.bs, threads=a.threads) | (dict(profile=profile) if fn == 'ours' else {})
+    def run(fn, size, repeat, profile, extra=False, variant='default'):
+        kw = dict(data=a.data, n=a.n, size=size, bs=a.bs, threads=a.threads) | (dict(profile=profile, variant=variant) if fn == 'ours' else {})
         with ctx.Pool(1) as pool: r = pool.map(_run, [(fn, kw)])[0]  # fresh process: its own peak memory
         results.append(r | dict(repeat=repeat, extra=extra))
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in r.items() if k != 'profile'} | dict(repeat=repeat)), flush=True)
     for repeat in range(a.repeats):
         for size in a.sizes:
-            order = ['ours'] if a.skip_baseline else ['baseline', 'ours'][::1 if repeat % 2 == 0 else -1]
-            for fn in order: run(fn, size, repeat, profile=fn == 'ours' and not cuda and not a.no_profile)
+            order = [('ours', v) for v in a.variants] if a.skip_baseline else [('baseline', None), *[('ours', v) for v in a.variants]]
+            for fn, v in order[::1 if repeat % 2 == 0 else -1]:
+                run(fn, size, repeat, profile=fn == 'ours' and not cuda and not a.no_profile, variant=v or 'default')
     if cuda and not a.no_profile:
-        for size in a.sizes: run('ours', size, None, profile=True, extra=True)  # on CUDA the profiler's synchronisation would slow the timed runs
+        for size in a.sizes:
+            for v in a.variants: run('ours', size, None, profile=True, extra=True, variant=v)  # on CUDA the profiler's synchronisation would slow the timed runs
     print(f"\nmachine: {machine()}\ndata: {a.data}, {a.n} images, batch size {a.bs}, {a.repeats} runs each\n")
-    print(summary(results, a.sizes, a.skip_baseline))
+    print(summary(results, a.sizes, a.skip_baseline, a.variants))
     if a.json: Path(a.json).write_text(json.dumps(dict(machine=machine(), args=vars(a), results=results), indent=2))
 
 
