@@ -19,6 +19,7 @@ from .model import *
 from .metrics import *
 from .train import *
 from .eval import *
+from .tsne import plot_embedding
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'BENCHMARK', 'COMPARE_MODELS', 'PARSERS', 'RecipeError', 'setting', 'Recipe', 'validate_recipe',
@@ -170,7 +171,8 @@ def fit_and_evaluate(learn:Learner, df:pd.DataFrame, verbose:bool=True):
     plot_training(learn, out/'plots'/'training.png')  # before evaluating: fastai's validation passes reset the Recorder
     plt.close('all')
     learn.dls = learn.image_dls  # a pair-trained encoder is evaluated, exported and used on single images like any other
-    return evaluate(learn, df, **r.kwargs_for(evaluate)), learn.checkpoint.elapsed
+    with contextlib.nullcontext() if verbose else learn.no_bar(): ev = evaluate(learn, df, **r.kwargs_for(evaluate))
+    return ev, learn.checkpoint.elapsed
 
 # %% ../nbs/06_experiment.ipynb #a339d1dd
 def _metrics_json(m): return {k: v for k, v in m.items() if k != 'report'}
@@ -209,9 +211,13 @@ def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:
     "Train and evaluate `recipe` (changed by `kwargs`) on `data` (demo data when None); write plots, config, predictors and metrics to `out`."
     r, out = (recipe or Recipe()).replace(**kwargs), Path(out)
     if not force: check_run_folder(out, r)
-    if data is None: data = out/'demo_data' if (out/'demo_data'/'train.csv').exists() else make_demo_data(out/'demo_data')
+    if data is None:
+        data = out/'demo_data'
+        if not (data/'train.csv').exists(): make_demo_data(data)
+        if verbose: print(f"No data folder given: using the built-in demo data, synthetic dermoscopy-like images drawn by the library "
+                          f"(not real patients), in {data}")
     df = read_split(data, r)
-    learn = recipe_learner(df, r, out)
+    learn = recipe_learner(df, r, out, verbose=verbose)
     start_run(out, r, force)
     ev, train_s = fit_and_evaluate(learn, df, verbose)
     plots = out/'plots'
@@ -219,6 +225,9 @@ def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:
     plot_confusion(ev.metrics['confusion'], plots/'confusion.png')
     plot_score_hist(ev.y['test'], ev.prob['test'], ev.threshold, plots/'scores.png')
     plot_pair_similarities(learn, df, fname=plots/'pairs.png')
+    test = df[df.split.eq('test')]
+    with learn.no_bar(): emb, y = embed(learn, rows_dl(learn.dls, test))
+    plot_embedding(emb, y, 'tsne', test.path.tolist(), n_thumbs=3, fname=plots/'tsne.png', title='t-SNE of the test embeddings')
     plt.close('all')
     for f in ('predictor.safetensors', 'predictor.pkl'): export_predictor(learn, ev, out/f)
     res = dict(data=str(data), test=_metrics_json(ev.metrics), valid=_metrics_json(ev.valid_metrics),
@@ -227,7 +236,8 @@ def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:
     if verbose:
         print(ev.metrics['report'])
         print(' '.join(f"{k}={ev.metrics[k]:.3f}" for k in ('auc', 'pauc', 'balanced_accuracy', 'sensitivity', 'specificity')),
-              f"\nwrote {out}/metrics.json, {out}/plots/*.png, {out}/predictor.safetensors, {out}/predictor.pkl")
+              f"\nwrote {out}/metrics.json, {out}/config.json, {out}/predictor.safetensors and .pkl, and the plots "
+              f"{', '.join(p.name for p in sorted(plots.glob('*.png')))} in {plots}")
     return res
 
 # %% ../nbs/06_experiment.ipynb #eae00d5d
