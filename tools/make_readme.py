@@ -1,15 +1,51 @@
-"""Write README.md from the markdown cells of nbs/index.ipynb (run from the project root): `python tools/make_readme.py`.
+"""Regenerate what is derived from the project's settings, from the project root: `python tools/make_readme.py`.
 
-nbdev's own `nbdev-readme` needs Quarto, which the development and CI machines do not have; the README is the
-index notebook's prose, so joining its markdown cells gives the same text. index.ipynb tests that the two agree.
+1. Links: every URL of this project's repository, documentation site or Colab notebooks written in the
+   notebooks (and so in the README) is rewritten from `[project.urls]` in pyproject.toml, the one place the
+   repository is named.
+2. README.md: the markdown cells of nbs/index.ipynb, joined. (nbdev's own `nbdev-readme` needs Quarto, which
+   the development and CI machines do not have; the README is the index notebook's prose.)
+
+nbs/index.ipynb tests that both are up to date.
 """
-import json
+import json, re, tomllib
 from pathlib import Path
 
 HEADER = '<!-- generated from nbs/index.ipynb: edit the notebook, not this file -->\n\n'
+
+def project(root='.') -> dict:
+    "Repository URL, owner, name and documentation URL from pyproject.toml."
+    proj = tomllib.loads((Path(root)/'pyproject.toml').read_text())['project']
+    git_url = proj['urls']['Repository'].rstrip('/')
+    user, repo = git_url.split('/')[-2:]
+    return dict(name=proj['name'], git_url=git_url, user=user, repo=repo, doc_url=proj['urls']['Documentation'].rstrip('/'))
+
+def link_patterns(p:dict) -> list:
+    "(regex, replacement) pairs that point every link of the project at the configured repository."
+    return [(r'https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/', f"https://colab.research.google.com/github/{p['user']}/{p['repo']}/"),
+            (r'https://github\.com/[\w.<>-]+/' + re.escape(p['repo']) + r'\b', p['git_url']),
+            (r'https://[\w<>-]+\.github\.io/' + re.escape(p['repo']) + r'\b', p['doc_url'])]
+
+def relink(text:str, p:dict) -> str:
+    for pat, rep in link_patterns(p): text = re.sub(pat, rep, text)
+    return text
 
 def readme_text(root='.') -> str:
     cells = json.loads((Path(root)/'nbs'/'index.ipynb').read_text())['cells']
     return HEADER + '\n\n'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'markdown') + '\n'
 
-if __name__ == '__main__': Path('README.md').write_text(readme_text())
+def relink_notebooks(root='.') -> list:
+    "Rewrite the project's links in every notebook's sources; return the notebooks changed."
+    p, changed = project(root), []
+    for nb in sorted((Path(root)/'nbs').glob('*.ipynb')):
+        d = json.loads(nb.read_text())
+        new = [relink(''.join(c['source']), p) for c in d['cells']]
+        if new != [''.join(c['source']) for c in d['cells']]:
+            for c, src in zip(d['cells'], new): c['source'] = src.splitlines(keepends=True)
+            nb.write_text(json.dumps(d, indent=1, ensure_ascii=False) + '\n'); changed.append(nb.name)
+    return changed
+
+if __name__ == '__main__':
+    changed = relink_notebooks()
+    if changed: print('links updated in', ', '.join(changed))
+    Path('README.md').write_text(readme_text())
