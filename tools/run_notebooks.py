@@ -7,9 +7,11 @@
 1. Runs each notebook as `nbdev-test` does (nbdev's own `test_nb`: default flags, so no `slow`/`gpu`/
    `distributed` cells; `IN_TEST` set, hence each notebook's demo data and small settings), each in its own
    process, and writes a notebook's outputs back into it when all its cells pass (`nbdev-test --save`).
-   One difference: figures are stored as plain PNG at the figure's dpi, as Jupyter draws them, not in
-   execnb's default `retina` format (twice the dpi: four times the pixels and bytes). nbs/index.ipynb runs
-   last: its test reads the other notebooks' outputs.
+   Two differences: figures are stored as plain PNG at the figure's dpi, as Jupyter draws them, not in
+   execnb's default `retina` format (twice the dpi: four times the pixels and bytes); and fastprogress's
+   console progress bars are switched off (execnb is no notebook front end, so they would be stored as
+   hundreds of text lines; fit's epoch tables are kept). nbs/index.ipynb runs last: its test reads the
+   other notebooks' outputs.
 2. `nbdev-clean`: keeps the outputs, removes execution counts and metadata, as CI checks.
 3. `figure_problems`: every cell that draws carries its image, each image is at most 200 KB and all notebooks
    together at most 8 MB. nbs/index.ipynb runs the same check in its tests.
@@ -29,9 +31,9 @@ DRAWS = re.compile(r"\b(?:plot_\w+|show_batch|show_results|show_images?)\(|\bplt
                    r"|\.plot\(|\bIPImage\(")
 
 def draws(src:str) -> bool:
-    "Whether the code cell source `src` draws a figure (see `DRAWS`); `test_fail(lambda: plot_x(...))` draws nothing."
-    lines = (re.sub(r'\s#\s.*$', '', l) for l in src.splitlines() if not l.lstrip().startswith(('#', 'def ', '@')))
-    return any(DRAWS.search(l) for l in lines if 'lambda' not in l)
+    "Whether the code cell source `src` draws a figure (see `DRAWS`); a call in a string, a comment or a lambda (`test_fail(lambda: plot_x(...))`) draws nothing."
+    lines = (re.sub(r"""(['"])(?:\\.|(?!\1).)*\1""", "''", l) for l in src.splitlines() if not l.lstrip().startswith(('#', 'def ', '@')))
+    return any(DRAWS.search(re.sub(r'#.*$', '', l)) for l in lines if 'lambda' not in l)
 
 def skip_flags(root='.') -> set:
     "The flags whose cells `nbdev-test` leaves out by default (`tst_flags` in pyproject.toml)."
@@ -70,10 +72,11 @@ def figure_problems(nbs, flags=None) -> list:
     return problems
 
 RUN_ONE = """
-import functools, sys, nbdev.test as t
+import functools, sys, nbdev.test as t, fastprogress.fastprogress as fp
 from execnb.shell import CaptureShell
 from nbdev.config import get_config
 t.CaptureShell = functools.partial(CaptureShell, mpl_format='png')
+fp.NO_BAR, fp.ConsoleProgressBar.fill = True, ''  # the notebook runs in this process: no progress bars in the outputs (epoch tables stay)
 cfg = get_config()
 flags = cfg.tst_flags.split() if isinstance(cfg.tst_flags, str) else cfg.tst_flags
 ok, secs = t.test_nb(sys.argv[1], skip_flags=flags, basepath=cfg.config_path, save=True, cell_timeout=int(cfg.get('cell_timeout', 600)))
