@@ -12,7 +12,8 @@
    console progress bars are switched off (execnb is no notebook front end, so they would be stored as
    hundreds of text lines; fit's epoch tables are kept). nbs/index.ipynb runs last: its test reads the
    other notebooks' outputs.
-2. `nbdev-clean`: keeps the outputs, removes execution counts and metadata, as CI checks.
+2. `nbdev-clean` on each notebook run: keeps the outputs, removes execution counts and metadata (test_nb
+   stores cell timings there, which nbformat does not accept), as CI checks.
 3. `figure_problems`: every cell that draws carries its image, each image is at most 200 KB and all notebooks
    together at most 8 MB. nbs/index.ipynb runs the same check in its tests.
 
@@ -89,17 +90,17 @@ def notebooks(root='.') -> list:
     return sorted(p for p in (Path(root)/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')))
 
 def run_notebook(nb) -> bool:
-    "Execute notebook `nb` as `nbdev-test --save` does, in a new process, figures as plain PNG; whether it passed."
-    return subprocess.run([sys.executable, '-c', RUN_ONE, str(Path(nb).resolve())]).returncode == 0
+    "Execute notebook `nb` as `nbdev-test --save` does, in a new process, figures as plain PNG, then `nbdev-clean` it; whether it passed."
+    ok = subprocess.run([sys.executable, '-c', RUN_ONE, str(Path(nb).resolve())]).returncode == 0
+    subprocess.run(['nbdev-clean', '--fname', str(nb)], check=True)  # also drops the timings test_nb stores as cell metadata (invalid nbformat)
+    return ok
 
 def run_notebooks(paths=(), jobs:int|None=None) -> bool:
-    "Execute `paths` (every notebook of nbs/ when empty) `jobs` at a time, index.ipynb last; then `nbdev-clean`."
+    "Execute `paths` (every notebook of nbs/ when empty) with `run_notebook`, `jobs` at a time, index.ipynb last."
     paths = [Path(p) for p in paths] or notebooks()
     last = [p for p in paths if p.name == 'index.ipynb']
     with ThreadPoolExecutor(jobs or os.cpu_count()) as ex: ok = all(list(ex.map(run_notebook, [p for p in paths if p not in last])))
-    ok = all([run_notebook(p) for p in last]) and ok
-    subprocess.run(['nbdev-clean'], check=True)
-    return ok
+    return all([run_notebook(p) for p in last]) and ok
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
