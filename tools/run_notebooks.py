@@ -26,10 +26,11 @@ from pathlib import Path
 MAX_FIGURE, MAX_TOTAL = 200_000, 8_000_000  # bytes: one image; all notebooks together
 
 # A cell draws when a line that is no comment, definition or lambda calls one of these:
-# a `plot_*` function, fastai's show_batch/show_results/show_image(s), pyplot's drawing functions, a `.plot(`
-# method (pandas, Recorder), or IPython's `Image` under the name the notebooks give it (IPImage).
+# a `plot_*` function, fastai's show_batch/show_results/show_image(s) or a `.show(` method (fastai's types that
+# show themselves), pyplot's drawing functions, a `.plot(` method (pandas, Recorder), or IPython's `Image` under
+# the name the notebooks give it (IPImage).
 DRAWS = re.compile(r"\b(?:plot_\w+|show_batch|show_results|show_images?)\(|\bplt\.(?:plot|imshow|subplots|figure|hist|scatter|bar|show)\("
-                   r"|\.plot\(|\bIPImage\(")
+                   r"|\.(?:plot|show)\(|\bIPImage\(")
 
 def draws(src:str) -> bool:
     "Whether the code cell source `src` draws a figure (see `DRAWS`); a call in a string, a comment or a lambda (`test_fail(lambda: plot_x(...))`) draws nothing."
