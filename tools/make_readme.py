@@ -2,7 +2,8 @@
 
 1. Links: every URL of this project's repository, documentation site or Colab notebooks written in the
    notebooks (and so in the README) is rewritten from `[project.urls]` in pyproject.toml, the one place the
-   repository is named.
+   repository is named (Colab links also take the branch, `[tool.nbdev] branch`). An "Open in Colab" badge is
+   `colab_badge(notebook)`; its link keeps the notebook it names, which must exist in nbs/.
 2. README.md: the markdown cells of nbs/index.ipynb, joined. (nbdev's own `nbdev-readme` needs Quarto, which
    the development and CI machines do not have; the README is the index notebook's prose.)
 
@@ -14,15 +15,31 @@ from pathlib import Path
 HEADER = '<!-- generated from nbs/index.ipynb: edit the notebook, not this file -->\n\n'
 
 def project(root='.') -> dict:
-    "Repository URL, owner, name and documentation URL from pyproject.toml."
-    proj = tomllib.loads((Path(root)/'pyproject.toml').read_text())['project']
+    "Repository URL, owner, name, branch and documentation URL from pyproject.toml."
+    cfg = tomllib.loads((Path(root)/'pyproject.toml').read_text())
+    proj = cfg['project']
     git_url = proj['urls']['Repository'].rstrip('/')
     user, repo = git_url.split('/')[-2:]
-    return dict(name=proj['name'], git_url=git_url, user=user, repo=repo, doc_url=proj['urls']['Documentation'].rstrip('/'))
+    return dict(name=proj['name'], git_url=git_url, user=user, repo=repo, branch=cfg['tool']['nbdev'].get('branch', 'main'),
+                doc_url=proj['urls']['Documentation'].rstrip('/'))
+
+COLAB = 'https://colab.research.google.com/github/'
+
+def colab_url(nb:str, p:dict) -> str:
+    "The Colab address of notebook `nb` (a file name in nbs/) on the configured repository and branch."
+    return f"{COLAB}{p['user']}/{p['repo']}/blob/{p['branch']}/nbs/{nb}"
+
+def colab_badge(nb:str, p:dict) -> str:
+    "Markdown of an 'Open in Colab' badge for notebook `nb`."
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(nb, p)})"
+
+def colab_targets(text:str) -> list:
+    "The repository paths that the Colab links in `text` open (such as nbs/tutorial_colab.ipynb)."
+    return re.findall(re.escape(COLAB) + r'[\w.-]+/[\w.-]+/blob/[\w.-]+/([\w./-]+\.ipynb)', text)
 
 def link_patterns(p:dict) -> list:
     "(regex, replacement) pairs that point every link of the project at the configured repository."
-    return [(r'https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/', f"https://colab.research.google.com/github/{p['user']}/{p['repo']}/"),
+    return [(re.escape(COLAB) + r'[\w.-]+/[\w.-]+/blob/[\w.-]+/', f"{COLAB}{p['user']}/{p['repo']}/blob/{p['branch']}/"),
             (r'https://github\.com/[\w.<>-]+/' + re.escape(p['repo']) + r'\b', p['git_url']),
             (r'https://[\w<>-]+\.github\.io/' + re.escape(p['repo']) + r'\b', p['doc_url'])]
 
