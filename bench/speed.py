@@ -13,10 +13,12 @@ machine hits both; the tables give the median with min-max, and the ratio of epo
 (the baseline and isic_siamese runs of one repeat). isic_siamese's runs also profile its training step by phase
 (data, forward, loss, backward, optimizer, EMA, metric; bench/profiling.py): on a CPU the profiler costs nothing and
 rides along, on CUDA it synchronises at every phase boundary, so it gets one extra run per size instead.
+A variant that compiles (`compiled`: `torch.compile`) first runs one untimed forward and backward, so its one-off
+compilation is reported apart (warm-up seconds) and not counted in its epoch time.
 
     python bench/speed.py                        # ../shared/data/ham224 (demo data when absent), 512 images, 128 and 224 px
     python bench/speed.py --repeats 5 --threads 1  # steadier on a machine shared with other jobs
-    python bench/speed.py --threads 1 --variants default contiguous compiled   # the library's defaults against one setting changed
+    python bench/speed.py --threads 1 --repeats 3 --variants default channels_last compiled   # the README's table
     python bench/speed.py --n 33126 --sizes 256 --data demo --skip-baseline   # GPU: a full ISIC 2020-sized epoch on synthetic images
 """
 import argparse, json, multiprocessing as mp, os, random, resource, statistics, tempfile, time
@@ -97,6 +99,17 @@ VARIANTS = dict(default={}, contiguous=dict(memory_format='contiguous'), channel
                 compiled=dict(compile=True))  # isic_siamese's settings per variant: the library's defaults for this device, or one changed
 
 
+def warm_up(learn):
+    "One untimed forward and backward of a training batch, so that torch.compile's one-off compilation is not counted in the epoch; weights, BatchNorm statistics and gradients left as they were."
+    import copy
+    state = copy.deepcopy(learn.model.state_dict())
+    b = learn.dls.train.one_batch()
+    learn.loss_func(learn.model(*b[:1]), *b[1:]).backward()
+    learn.model.zero_grad(set_to_none=True)
+    learn.model.load_state_dict(state)
+    _sync(learn.dls.device)
+
+
 def ours(data, n, size, bs, seed=0, threads=None, profile=False, variant='default'):
     "isic_siamese: decoded cache, batch augmentation on the device, in-batch pairs (N encoder passes); `profile` adds a `StepProfile`; `variant` names `VARIANTS` settings."
     import pandas as pd
@@ -119,13 +132,17 @@ def ours(data, n, size, bs, seed=0, threads=None, profile=False, variant='defaul
         _sync(hw.device); data_ips = n_img/(time.time() - t)
 
         class TrainTimer(Callback):
-            def before_train(self): _sync(hw.device); self.t = time.time()
+            def before_train(self):
+                t = time.time()
+                if VARIANTS[variant].get('compile'): warm_up(self.learn)
+                self.learn.warm_up_s = time.time() - t
+                _sync(hw.device); self.t = time.time()
             def after_train(self): _sync(hw.device); self.learn.train_s = time.time() - self.t
         prof = StepProfile(fine=True, skip=min(1, len(dls.train) - 1)) if profile else None  # first batch: warm-up, unless the only one
         learn = siamese_learner(dls, arch='resnet18', loss='supcon', cbs=[TrainTimer(), *(prof.callbacks if prof else [])], **VARIANTS[variant])
         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
         return dict(path='isic_siamese' if variant == 'default' else f'isic_siamese {variant}', size=size, n_images=n_img, encoder_passes=n_img, epoch_s=learn.train_s,
-                    data_images_per_s=data_ips, model_images_per_s=n_img/learn.train_s, cache_build_s=cache_s,
+                    data_images_per_s=data_ips, model_images_per_s=n_img/learn.train_s, cache_build_s=cache_s, warm_up_s=learn.warm_up_s,
                     cache_mib=round(os.path.getsize(cache.fname)/2**20), precision=hw.precision, channels_last=hasattr(learn, 'channels_last'),
                     num_workers=hw.num_workers, profile=prof.summary('train') if prof else None, **_peak(hw.device))
 
@@ -178,6 +195,10 @@ def summary(results, sizes, skip_baseline, variants=('default',)) -> str:
         o = [r for r in timed if r['size'] == size and r['path'] == paths[0]]
         out.append(f"{size} px: cache build {_mmm([r['cache_build_s'] for r in o], '.1f', ' s')} once ({o[0]['cache_mib']} MiB); "
                    f"precision {o[0]['precision'] or 'fp32'}, channels_last {o[0]['channels_last']}, {o[0]['num_workers']} workers")
+        for v, path in zip(variants, paths):
+            if VARIANTS[v].get('compile') and (w := [r['warm_up_s'] for r in timed if r['size'] == size and r['path'] == path]):
+                out.append(f"{size} px: {path}: torch.compile's warm-up (one untimed forward and backward) {_mmm(w, '.1f', ' s')}, "
+                           "excluded from its epoch time")
     profs = {f"{size} px{'' if path == 'isic_siamese' else path.removeprefix('isic_siamese')}": _median_profile(ps) for size in sizes for path in paths
              if (ps := [r['profile'] for r in results if r['size'] == size and r['path'] == path and r.get('profile')])}
     if profs:

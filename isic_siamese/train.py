@@ -23,7 +23,7 @@ from .metrics import *
 # %% auto #0
 __all__ = ['training_run', 'NaNGuard', 'EMA', 'atomic_path', 'save_atomic', 'remove_temporary', 'rng_states', 'set_rng_states',
            'plain', 'unwrapped', 'load_checkpoint', 'Checkpoint', 'gather_batch', 'GlobalBatchLoss', 'AMP', 'alone',
-           'on_rank0', 'distributed', 'siamese_learner']
+           'on_rank0', 'distributed', 'plain_tensors', 'siamese_learner']
 
 # %% ../nbs/03_train.ipynb #51905f1b
 def training_run(learn) -> bool:
@@ -275,7 +275,11 @@ def distributed(learn:Learner):
             if loss: loss.gather = False  # after fit, process 0 alone embeds and scores
     for dl in learn.dls.loaders: dl.__dict__.pop('it', None)  # DistributedDL leaves the wrapped loaders' dataset iterator, which cannot be pickled (export)
 
-# %% ../nbs/03_train.ipynb #86e644df
+# %% ../nbs/03_train.ipynb #f7492219
+def plain_tensors(module, xs):
+    "Forward pre-hook: fastai's tensor subclasses (`TensorImage`) as plain tensors, which `torch.compile` can trace (it fails inside fastai's `__torch_function__`)."
+    return tuple(x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x for x in xs)
+
 def siamese_learner(dls, arch:str='resnet18', loss:str='contrastive', miner:str='all', emb_dim:int=128,
                     pair_head:str='cosine', margin:float|None=None, temperature:float=0.1, pretrained:bool=False, weights=None,
                     precision:str|None='auto', memory_format:str='auto', compile:bool=False, ema:float|None=0.998,
@@ -291,7 +295,7 @@ def siamese_learner(dls, arch:str='resnet18', loss:str='contrastive', miner:str=
     if memory_format not in ('auto', 'channels_last', 'contiguous'): raise ValueError(f"memory_format={memory_format!r}: choose auto, channels_last or contiguous")
     n_out = len(getattr(dls, 'vocab', CLASSES))  # classes of the targets: 2, or one per diagnosis (see TARGETS)
     model = SiameseNet(create_encoder(arch, emb_dim, pretrained, weights), head_for(loss, emb_dim, pair_head, n_out))
-    if compile: model.encoder.compile()  # in place: the state dict keeps its keys
+    if compile: model.encoder.compile(); model.register_forward_pre_hook(plain_tensors)  # in place: the state dict keeps its keys
     pairs = getattr(dls, 'n_inp', 1) > 1
     metric = PairAUC() if pairs else EmbeddingAUC()
     extra = [NaNGuard()]
