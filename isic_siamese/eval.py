@@ -585,17 +585,17 @@ def plot_neighbours(pred:pd.DataFrame, truth=None, size:int=64, dpi:int=72, fnam
     rows, truth = pred[ok], None if truth is None else np.asarray(truth, dtype=object)[ok]
     if not len(rows): raise ValueError("pred has no scored images to draw (every row has an error)")
     k = sum(c.endswith('_path') and c.startswith('nn') for c in pred.columns)
-    fig, axs = plt.subplots(len(rows), k + 1, figsize=(1.7*(k + 1), 2.2*len(rows)), dpi=dpi, squeeze=False)
+    fig, axs = plt.subplots(len(rows), k + 1, figsize=(1.7*(k + 1), 2.4*len(rows)), dpi=dpi, squeeze=False)
     for r, (_, row) in enumerate(rows.iterrows()):
-        q = f"query {Path(row.image).stem}\nP(melanoma) {row.prob_melanoma:.2f}: {'melanoma' if row.melanoma else 'benign'}"
+        q = f"query {Path(row.image).stem}\nP(melanoma) {row.prob_melanoma:.2f}\npredicted {'melanoma' if row.melanoma else 'benign'}"
         if truth is not None: q += f"\ntruth: {truth[r]}"
-        axs[r, 0].imshow(load_rgb(row.image, size)); axs[r, 0].set_title(q, fontsize=8, fontweight='bold')
+        axs[r, 0].imshow(load_rgb(row.image, size), interpolation='nearest'); axs[r, 0].set_title(q, fontsize=8, fontweight='bold')
         for i in range(k):
             cls, dx, sim = row[f'nn{i+1}_class'], row[f'nn{i+1}_diagnosis'], row[f'nn{i+1}_similarity']
-            axs[r, i + 1].imshow(load_rgb(row[f'nn{i+1}_path'], size))
+            axs[r, i + 1].imshow(load_rgb(row[f'nn{i+1}_path'], size), interpolation='nearest')
             name = cls if dx in (cls, 'unknown', None) else f"{dx} ({cls})"
             axs[r, i + 1].set_title(f"#{i+1} {name}\nsimilarity {sim:.2f}", fontsize=8,
                                     color='C3' if cls == 'melanoma' else 'C0')
     for ax in axs.flat: ax.axis('off')
     fig.suptitle(title, fontsize=10)
-    return save_figure(fig, fname)
+    return save_figure(fig, fname, dpi)

@@ -256,7 +256,7 @@ def _finish_run(learn, ev, train_s, data, df, r, out, verbose):
     plt.close('all')
     written = ('predictor.pkl',) if ev.stacker else ('predictor.safetensors', 'predictor.pkl')  # a second stage: pickle only (see 04_eval)
     for f in written: export_predictor(learn, ev, out/f)
-    test = df[df.split.eq('test')].head(4)
+    test = df[df.split.eq('test')].head(3)
     plot_neighbours(learn.predict_lesions(test.path.tolist(), k=5), truth=_diagnoses(test), fname=plots/'neighbours.png')
     plt.close('all')
     res = dict(data=str(data), test=_metrics_json(ev.metrics), valid=_metrics_json(ev.valid_metrics), retrieval=ev.retrieval_metrics,

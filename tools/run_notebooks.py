@@ -12,7 +12,8 @@
    console progress bars are switched off (execnb is no notebook front end, so they would be stored as
    hundreds of text lines; fit's epoch tables are kept). nbs/index.ipynb runs last: its test reads the
    other notebooks' outputs.
-2. `nbdev-clean` on each notebook run: keeps the outputs, removes execution counts and metadata (test_nb
+2. The bare carriage returns fastprogress still writes with its bars off are removed from the text outputs,
+   then `nbdev-clean` runs on each notebook: keeps the outputs, removes execution counts and metadata (test_nb
    stores cell timings there, which nbformat does not accept), as CI checks.
 3. `figure_problems`: every cell that draws carries its image, each image is at most 200 KB and all notebooks
    together at most 8 MB. nbs/index.ipynb runs the same check in its tests.
@@ -90,9 +91,20 @@ def notebooks(root='.') -> list:
     "The notebooks of `root`/nbs that nbdev-test runs (names not starting with `_` or `.`)."
     return sorted(p for p in (Path(root)/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')))
 
+def drop_carriage_returns(nb):
+    "Remove the bare carriage returns that fastprogress still writes with its bars off from the stream outputs of notebook `nb`; drop outputs left empty."
+    d = json.loads(Path(nb).read_text())
+    for c in d['cells']:
+        if c['cell_type'] != 'code': continue
+        for o in c.get('outputs', []):
+            if o.get('output_type') == 'stream': o['text'] = ''.join(o['text']).replace('\r', '').splitlines(keepends=True)
+        c['outputs'] = [o for o in c.get('outputs', []) if o.get('output_type') != 'stream' or o['text']]
+    Path(nb).write_text(json.dumps(d, indent=1, ensure_ascii=False) + '\n')
+
 def run_notebook(nb) -> bool:
     "Execute notebook `nb` as `nbdev-test --save` does, in a new process, figures as plain PNG, then `nbdev-clean` it; whether it passed."
     ok = subprocess.run([sys.executable, '-c', RUN_ONE, str(Path(nb).resolve())]).returncode == 0
+    if ok: drop_carriage_returns(nb)
     subprocess.run(['nbdev-clean', '--fname', str(nb)], check=True)  # also drops the timings test_nb stores as cell metadata (invalid nbformat)
     return ok
 
