@@ -514,7 +514,7 @@ def predictor_state(learn:Learner, ev:Evaluation) -> tuple:
                **{f'scorer.{k}': v for k, v in ev.scorer.state_dict().items()},
                **{f'calibrator.{k}': v for k, v in ev.calibrator.state_dict().items()},
                **{f'retrieval.{k}': v for k, v in ev.retrieval.state_dict().items()}, 'emb_centre': ev.emb_centre,
-               **{f'{name}.{split}': torch.as_tensor(np.asarray(d[split])) for name, d in (('y', ev.y), ('prob', ev.prob)) for split in d}}
+               **{f'{name}.{split}': torch.tensor(np.asarray(d[split])) for name, d in (('y', ev.y), ('prob', ev.prob)) for split in d}}
     header = dict(model=dict(arch=c['arch'], emb_dim=c['emb_dim'], loss=c['loss'], pair_head=c['pair_head']),
                   preprocessing=_preprocessing(learn.dls), config=c, recipe=getattr(learn, 'recipe', None),
                   evaluation=dict(method=ev.method, k=ev.scorer.k, threshold=ev.threshold, metrics=ev.metrics,

@@ -18,13 +18,13 @@ __all__ = ['project_2d', 'plot_embedding', 'plot_before_after']
 
 # %% ../nbs/05_tsne.ipynb #95fbb47d
 def project_2d(emb, method:str='tsne', seed:int=0) -> np.ndarray:
-    "2-D coordinates of `emb` by 'tsne' or 'umap' (cosine metric, fixed seed)."
+    "2-D coordinates of `emb` by 'tsne' or 'umap' (cosine metric, fixed seed, so UMAP runs on one thread)."
     emb = np.asarray(emb, dtype=np.float32)
     if method == 'tsne':
         return TSNE(2, perplexity=min(30., (len(emb) - 1)/3), metric='cosine', init='pca', random_state=seed).fit_transform(emb)
     if method == 'umap':
         import umap  # imported here: numba compiles it on first use, which takes a few seconds
-        return umap.UMAP(n_neighbors=min(15, len(emb) - 1), metric='cosine', random_state=seed).fit_transform(emb)
+        return umap.UMAP(n_neighbors=min(15, len(emb) - 1), metric='cosine', random_state=seed, n_jobs=1).fit_transform(emb)
     raise ValueError(f"method={method!r}; choose 'tsne' or 'umap'")
 
 # %% ../nbs/05_tsne.ipynb #270150bf
