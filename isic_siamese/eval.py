@@ -472,7 +472,7 @@ def predict_lesions(self:Learner, items, k:int=5, tta:bool=False, meta=None) -> 
         if context:
             for c in PATIENT_FEATURES: out.loc[rows, c] = res[c].values
     if len(errors): warnings.warn(f"{len(errors)} of {len(paths)} images could not be read and were not scored (see the error column), "
-                                  f"e.g. {errors.path.iloc[0]}: {errors.error.iloc[0]}")
+                                  f"e.g. {errors.error.iloc[0]}")
     return out
 
 @patch
@@ -493,6 +493,13 @@ def predict_submission(self:Learner, test, tta:bool=False) -> pd.DataFrame:
 
 # %% ../nbs/04_eval.ipynb #84efb8cd
 PREDICTOR_FORMAT = 'isic_siamese.predictor/1'
+
+def _predictor_path(fname) -> Path:
+    "`fname` as a Path, refused unless it names one of the two predictor forms: a pickle is only ever read from a `.pkl`."
+    fname = Path(fname)
+    if fname.suffix not in ('.safetensors', '.pkl'):
+        raise ValueError(f"{fname}: a predictor file ends in .safetensors (safe) or .pkl (a pickle); nothing was read or written")
+    return fname
 
 def _preprocessing(dls) -> dict:
     "Size, colour constancy, augmentation preset and batch size of lesion loaders `dls`, read from their transforms."
@@ -523,8 +530,8 @@ def predictor_state(learn:Learner, ev:Evaluation) -> tuple:
     return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}, dict(format=PREDICTOR_FORMAT, **{k: _json(v) for k, v in header.items()})
 
 def export_predictor(learn:Learner, ev:Evaluation, fname) -> Path:
-    "Save model, preprocessing, reference embeddings, scorer, calibration and threshold to one file, atomically: the safe form for `.safetensors`, else a pickle."
-    fname = Path(fname)
+    "Save model, preprocessing, reference embeddings, scorer, calibration and threshold to one file, atomically: the safe form for `.safetensors`, a pickle for `.pkl` (other names are refused)."
+    fname = _predictor_path(fname)
     if fname.suffix == '.safetensors':
         tensors, header = predictor_state(learn, ev)
         with atomic_path(fname) as tmp: save_file(tensors, tmp, metadata=header)
@@ -565,8 +572,8 @@ def _load_safe(fname, cpu:bool=True) -> Learner:
     return learn
 
 def load_predictor(fname, cpu:bool=True) -> Learner:
-    "Load a predictor written by `export_predictor` (`.safetensors`: nothing unpickled; else a pickle: load only files you trust); call `.predict_lesions(paths)` on it."
-    fname = Path(fname)
+    "Load a predictor written by `export_predictor` (`.safetensors`: nothing unpickled; `.pkl`: a pickle, load only files you trust); call `.predict_lesions(paths)` on it."
+    fname = _predictor_path(fname)
     if not fname.is_file():
         raise FileNotFoundError(f"{fname}: no such predictor file; give the predictor.safetensors (or predictor.pkl) that "
                                 "isic-siamese-train wrote into its run folder (--out), or train one first")

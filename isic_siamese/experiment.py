@@ -6,7 +6,7 @@ Docs: https://isic-siamese.github.io/isic_siamese/experiment.html.md"""
 
 # %% ../nbs/06_experiment.ipynb #26a0cd22
 from __future__ import annotations
-import argparse, contextlib, inspect, json, re, shlex, sys, typing, dataclasses, shutil
+import argparse, contextlib, inspect, json, re, shlex, sys, typing, dataclasses, shutil, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 import numpy as np, pandas as pd
@@ -401,7 +401,10 @@ def from_args(cls:Recipe, args:argparse.Namespace) -> Recipe:
 
 @contextmanager
 def cli_errors(prog:str, debug:bool=False):
-    "Turn a user error (`ValueError`, `OSError`, `KeyError`, `ArithmeticError`) into one line on stderr and exit code 2."
+    "Turn a user error (`ValueError`, `OSError`, `KeyError`, `ArithmeticError`) into one line on stderr and exit code 2; each warning is one line too."
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {' '.join(l.strip() for l in str(message).splitlines() if l.strip())}", file=sys.stderr)
+    show, warnings.showwarning = warnings.showwarning, (warnings.showwarning if debug else one_line_warning)
     try: yield
     except (ValueError, OSError, KeyError, ArithmeticError) as e:
         if debug: raise
@@ -410,6 +413,7 @@ def cli_errors(prog:str, debug:bool=False):
         if lines[0].startswith('Exception occured in `') and len(lines) > 1: lines = lines[1:]  # fastai's prefix for errors in callbacks
         print(f"{prog}: error: {lines[0]}", file=sys.stderr)
         raise SystemExit(2)
+    finally: warnings.showwarning = show
 
 # %% ../nbs/06_experiment.ipynb #b54c2feb
 def train_parser() -> argparse.ArgumentParser:

@@ -68,6 +68,9 @@ class EMA(Callback):
     def load_state(self, s): self.shadow, self.steps = [v.to(self.learn.dls.device) for v in s['shadow']], s['steps']
 
 # %% ../nbs/03_train.ipynb #6ec2a0b8
+def _umask() -> int:
+    m = os.umask(0o022); os.umask(m); return m
+
 @contextmanager
 def atomic_path(fname):
     "Yield a temporary path beside `fname` to write to; flush it to disk and rename it to `fname` on success, delete it on any failure."
@@ -76,6 +79,7 @@ def atomic_path(fname):
     try:
         yield tmp
         with open(tmp, 'rb+') as f: os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # the mode a plain open() gives, whichever library wrote it (safetensors writes 0600)
         os.replace(tmp, fname)
     finally: tmp.unlink(missing_ok=True)
 
