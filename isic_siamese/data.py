@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['IN_TEST', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTS', 'HDF5_EXTS', 'ID_COLS', 'GROUP_COLS', 'DIAGNOSIS_COLS', 'LABEL_CSVS',
-           'LIBRARY_COLS', 'CLASSES', 'DIAGNOSES', 'SENTINEL_IDS', 'FOLDER_SPLITS', 'FOLDER_LABELS', 'MIN_PER_CLASS',
-           'AUG_PRESETS', 'DIAGNOSIS_TARGETS', 'TARGETS', 'Hardware', 'cpu_bf16', 'world_size', 'rank_device',
-           'hardware', 'Registry', 'UnreadableImageError', 'hdf5_member', 'read_image_bytes', 'load_rgb',
+           'LIBRARY_COLS', 'CLASSES', 'DIAGNOSES', 'NEGATION', 'SENTINEL_IDS', 'FOLDER_SPLITS', 'FOLDER_LABELS',
+           'MIN_PER_CLASS', 'AUG_PRESETS', 'DIAGNOSIS_TARGETS', 'TARGETS', 'Hardware', 'cpu_bf16', 'world_size',
+           'rank_device', 'hardware', 'Registry', 'UnreadableImageError', 'hdf5_member', 'read_image_bytes', 'load_rgb',
            'shades_of_gray', 'lesion_look', 'sibling_look', 'draw_lesion', 'make_demo_data', 'demo_data_cli',
            'image_files', 'identical_files', 'ImageIndex', 'read_table', 'diagnosis_of', 'connected_groups',
            'join_groups', 'parse_labels', 'diagnosis_mapping', 'read_isic', 'check_splits', 'split_groups',
@@ -365,16 +365,20 @@ def _pipe_table(fname) -> pd.DataFrame:
     return df
 
 def read_table(fname) -> pd.DataFrame:
-    "A label table: CSV with its delimiter sniffed (`,` `;` tab `|`), an Excel sheet (header row found) or PH2's `||` text table."
+    "A label table: CSV (UTF-8, or UTF-16 with its byte-order mark) with its delimiter sniffed (`,` `;` tab `|`), an Excel sheet (header row found) or PH2's `||` text table."
     fname = Path(fname)
     if not fname.is_file(): raise FileNotFoundError(f"{fname}: no such label table")
     if fname.suffix.lower() in ('.xlsx', '.xls'):
         try: return _promote_header(pd.read_excel(fname, header=None), fname)
         except ImportError as e:
             raise ImportError(f"{fname}: reading Excel files needs openpyxl (pip install openpyxl); or save the sheet as CSV") from e
-    with open(fname, encoding='utf-8-sig', errors='replace') as f: head = f.readline()
+    with open(fname, 'rb') as f: bom = f.read(2)
+    enc = 'utf-16' if bom in (b'\xff\xfe', b'\xfe\xff') else 'utf-8-sig'  # Excel's "Unicode text" is UTF-16
+    with open(fname, encoding=enc, errors='replace') as f: head = f.readline()
     if head.lstrip().startswith('|'): return _pipe_table(fname)
-    return pd.read_csv(fname, sep=max([',', ';', '\t', '|'], key=head.count), encoding='utf-8-sig').rename(columns=str.strip)
+    try: return pd.read_csv(fname, sep=max([',', ';', '\t', '|'], key=head.count), encoding=enc).rename(columns=str.strip)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{fname}: not UTF-8 text (byte {e.start}: {e.reason}); save the table as CSV in UTF-8") from None
 
 # %% ../nbs/00_data.ipynb #0878dcc6
 DIAGNOSES = ('melanoma', 'nevus', 'basal cell carcinoma', 'actinic keratosis', 'benign keratosis', 'dermatofibroma',
@@ -391,6 +395,7 @@ _DIAGNOSIS_RULES = (  # (keywords, diagnosis) for longer names; the first match 
     (r'squamous cell carcinoma|bowen', 'squamous cell carcinoma'), (r'actinic keratos', 'actinic keratosis'),
     (r'keratos|lentigo|lichen', 'benign keratosis'), (r'dermatofibroma', 'dermatofibroma'),
     (r'\bn(a)?ev(us|i)\b', 'nevus'), (r'vascular|angioma|angiokeratoma|pyogenic granuloma', 'vascular lesion'))
+NEGATION = r'\b(non|not|no|without|ruled out|excluded|negative for|free of)\b'  # a term with these is never matched by keywords
 
 def _norm(term) -> str: return re.sub(r'\s+', ' ', str(term).replace('_', ' ')).strip().lower()
 
@@ -407,6 +412,7 @@ def diagnosis_of(term, diagnosis_map:dict|None=None) -> str|None:
         t = _norm(part)
         if t in extra: return extra[t]
         if t in _DIAGNOSIS_TERMS: return _DIAGNOSIS_TERMS[t]
+        if re.search(NEGATION, t): continue  # 'non-melanoma', 'not melanoma', 'melanoma ruled out': keywords would invert them
         if d := first(d for rx, d in _DIAGNOSIS_RULES if re.search(rx, t)): return d
     return None
 
@@ -489,14 +495,14 @@ def parse_labels(df:pd.DataFrame, source='label table', diagnosis_map:dict|None=
         label = label.astype(int)
         if dx_src is not None:
             if unknown_terms: warnings.warn(f"{source}: diagnoses not understood, kept as 'unknown': {unknown_terms}; "
-                                            "name them with diagnosis_map={'term': 'nevus', ...}")
+                                            "name them with diagnosis_map={'term': 'nevus', ...} (--diagnosis-map term=nevus in the scripts)")
             diagnosis = diagnosis.fillna('unknown')
             _agree(label, diagnosis, tc, source, ids)
     elif dx_src is not None:
         if unknown_terms or dx_src.isna().any():
             raise ValueError(f"{source}: the label comes from the diagnosis, and {len(unknown_terms)} terms are not understood "
                              f"({unknown_terms[:5]}) and {dx_src.isna().sum()} rows have none; name the terms with "
-                             f"diagnosis_map={{'term': 'nevus', ...}} (one of {list(DIAGNOSES)}) or add a 0/1 target column")
+                             f"diagnosis_map={{'term': 'nevus', ...}} (--diagnosis-map term=nevus; one of {list(DIAGNOSES)}) or add a 0/1 target column")
         label = diagnosis.eq('melanoma').astype(int)
     elif 'benign_malignant' in cols:
         label = df[cols['benign_malignant']].astype('string').str.strip().str.lower().map({'benign': 0, 'malignant': 1})
@@ -568,7 +574,7 @@ def _class_folders(path, diagnosis_map=None) -> pd.DataFrame|None:
     if unknown:
         raise ValueError(f"{path}: no label table, and the folders {unknown} are not class names. Understood: 0/1, benign/malignant "
                          f"and the diagnoses {list(DIAGNOSES)} by their usual names (mel, nv, bcc, akiec, bkl, df, vasc, scc, seborrheic "
-                         "keratosis, pigmented benign keratosis, ...); rename them, name them with diagnosis_map=, or pass csv= for a label table")
+                         "keratosis, pigmented benign keratosis, ...); rename them, name them with diagnosis_map= (--diagnosis-map), or pass csv= (--csv) for a label table")
     if not rows: return None
     df = pd.DataFrame(rows)
     return df.assign(group=df.image_id)[['path', 'image_id', 'label', 'group', 'split', 'diagnosis', 'diagnosis_source']]
@@ -611,7 +617,7 @@ def read_isic(path, csv=None, image_dir=None, missing:str='raise', diagnosis_map
     if csv is None: csv = first(path/n for n in LABEL_CSVS if (path/n).is_file())
     if csv is None:
         df, source = _class_folders(path, diagnosis_map), path
-        if df is None: raise FileNotFoundError(f"{path}: no label table ({', '.join(LABEL_CSVS)}; or pass csv=) and no class folders "
+        if df is None: raise FileNotFoundError(f"{path}: no label table ({', '.join(LABEL_CSVS)}; or pass csv=, --csv in the scripts) and no class folders "
                                                "with images; see `read_isic` for the layouts")
     else:
         source, table = Path(csv), read_table(csv)

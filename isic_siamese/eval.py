@@ -481,7 +481,10 @@ def predict_submission(self:Learner, test, tta:bool=False) -> pd.DataFrame:
     test = Path(test)
     csv = test/'test.csv' if test.is_dir() else test
     if not csv.is_file(): raise FileNotFoundError(f"{csv}: no such file; give the Kaggle test.csv or the folder that holds it")
-    ids = read_table(csv)['image_name'].astype(str).tolist()
+    if csv.suffix.lower() in IMAGE_EXTS: raise ValueError(f"{csv}: an image; a submission is made for a Kaggle test.csv (or the folder that holds it)")
+    table = read_table(csv)
+    if 'image_name' not in table: raise KeyError(f"{csv}: no image_name column, so not a Kaggle test.csv; found {list(table.columns)[:8]}")
+    ids = table['image_name'].astype(str).tolist()
     paths = ImageIndex(csv.parent).paths(ids)
     lost = [i for i, p in zip(ids, paths) if p is None]
     if lost: raise FileNotFoundError(f"{csv}: {len(lost)} of {len(ids)} listed images are not under {csv.parent}, e.g. {lost[:3]}; a submission needs every row")

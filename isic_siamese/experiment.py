@@ -6,7 +6,7 @@ Docs: https://isic-siamese.github.io/isic_siamese/experiment.html.md"""
 
 # %% ../nbs/06_experiment.ipynb #26a0cd22
 from __future__ import annotations
-import argparse, contextlib, inspect, json, re, shlex, sys, typing, dataclasses, shutil, warnings
+import argparse, contextlib, inspect, json, os, re, shlex, sys, typing, dataclasses, shutil, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 import numpy as np, pandas as pd
@@ -119,6 +119,7 @@ def validate_recipe(self:Recipe):
     _need(0 <= self.sensitivity_margin < 1 and (self.sensitivity_margin == 0 or self.sensitivity is not None), 'sensitivity_margin',
           self.sensitivity_margin, 'must be in [0, 1) and needs a target sensitivity')
     _need(0 < self.pos_frac < 1, 'pos_frac', self.pos_frac, 'must be between 0 and 1')
+    _need(0 <= self.seed < 2**32, 'seed', self.seed, 'must be in [0, 2**32)')
     _need(1 <= round(self.bs*self.pos_frac) < self.bs, 'bs', self.bs,
           f"with pos_frac={self.pos_frac} a batch holds round({self.bs}*{self.pos_frac}) = {round(self.bs*self.pos_frac)} melanomas; "
           "use a larger batch (at least 4) or another pos_frac so that each batch has both classes")
@@ -229,6 +230,7 @@ def start_run(out, recipe:Recipe, force:bool=False):
 def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:bool=True, force:bool=False, **kwargs) -> dict:
     "Train and evaluate `recipe` (changed by `kwargs`) on `data` (demo data when None); write plots, config, predictors and metrics to `out` (process 0 of a distributed run; the others return None)."
     r, out = (recipe or Recipe()).replace(**kwargs), Path(out)
+    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out}: a file, not a run folder; give --out a new or existing folder")
     if not force: check_run_folder(out, r)
     hardware()  # under torchrun: joins the process group before any rank-0 step
     if data is None:
@@ -361,6 +363,10 @@ def compare_models(data, out='runs/compare', externals=(), base:Recipe=BENCHMARK
     return table
 
 # %% ../nbs/06_experiment.ipynb #1d64dff9
+def _positive_int(s:str) -> int:
+    if not s.strip().isdigit() or int(s) < 1: raise argparse.ArgumentTypeError(f"{s!r}: give a whole number of at least 1")
+    return int(s)
+
 def _bool(s:str) -> bool:
     v = str(s).lower()
     if v not in ('true', 'false', 'yes', 'no', '1', '0'): raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
@@ -454,7 +460,7 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument('predictor', help='predictor file written by isic-siamese-train: predictor.safetensors (safe), or predictor.pkl '
                    '(a pickle: only files you trust)')
     p.add_argument('images', help='an image file or a folder of images; with --format submission, a Kaggle test.csv or its folder')
-    p.add_argument('--k', type=int, default=5, help='number of neighbours to list')
+    p.add_argument('--k', type=_positive_int, default=5, help='number of neighbours to list')
     p.add_argument('--tta', type=_bool, default=False, metavar='{true,false}', help='average the embeddings of the four flips of each image')
     p.add_argument('--format', choices=('csv', 'submission'), default='csv', help='csv: one flat row per image; submission: Kaggle image_name,target')
     p.add_argument('--out', default=None, help='write the CSV to this file (atomically) instead of stdout')
@@ -464,13 +470,22 @@ def predict_parser() -> argparse.ArgumentParser:
 def predict_cli(argv=None):
     "Console script `isic-siamese-predict PREDICTOR IMAGES [--k 5] [--out FILE] [--format csv|submission]`."
     args = predict_parser().parse_args(argv)
-    with cli_errors('isic-siamese-predict', args.debug), contextlib.redirect_stdout(sys.stderr):  # progress bars never reach the data
-        pred = load_predictor(args.predictor)
-        table = pred.predict_submission(args.images, args.tta) if args.format == 'submission' else pred.predict_lesions(args.images, args.k, args.tta)
-    if args.out is None: table.to_csv(sys.stdout, index=False)
-    else:
-        with atomic_path(args.out) as tmp: table.to_csv(tmp, index=False)
-        print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
+    with cli_errors('isic-siamese-predict', args.debug):
+        if args.out and Path(args.out).is_dir(): raise IsADirectoryError(f"--out {args.out}: a folder; give a file name, such as {Path(args.out)/'predictions.csv'}")
+        with contextlib.redirect_stdout(sys.stderr):  # progress bars never reach the data
+            pred = load_predictor(args.predictor)
+            table = pred.predict_submission(args.images, args.tta) if args.format == 'submission' else pred.predict_lesions(args.images, args.k, args.tta)
+        if args.out is None: _to_stdout(table)
+        else:
+            with atomic_path(args.out) as tmp: table.to_csv(tmp, index=False)
+            print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
+
+def _to_stdout(table:pd.DataFrame):
+    "`table` as CSV on stdout; a reader that stops early (`| head`) ends the script quietly, as it ends other Unix tools."
+    try: table.to_csv(sys.stdout, index=False); sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's recipe: no second error when it flushes at exit
+        raise SystemExit(0)
 
 PARSERS = {'isic-siamese-train': train_parser, 'isic-siamese-compare': compare_parser, 'isic-siamese-predict': predict_parser}
 
