@@ -48,5 +48,8 @@ if __name__ == '__main__':
     a = p.parse_args()
     table = compare_models(a.data, a.out, a.external, base=Recipe.from_args(a), models={m: STUDY[m] for m in a.models}, seeds=a.seeds)
     print(markdown_table(table.reset_index(level='seed')))
-    base = Recipe.from_args(a)
-    for m in a.neighbours: neighbours_figure(a.data, Path(a.out)/m, base.replace(**STUDY[m]), Path(a.out)/f'neighbours_{m}.png')
+    base, seed = Recipe.from_args(a), (a.seeds or [None])[0]  # the model of the first seed, in the folder compare_models gave it
+    for m in a.neighbours:
+        r = base.replace(**STUDY[m], **({} if seed is None else dict(seed=seed)))
+        run = Path(a.out)/(m if r.seed == base.seed else f'{m}_seed{r.seed}')
+        neighbours_figure(a.data, run, r, Path(a.out)/f'neighbours_{m}.png')

@@ -603,8 +603,8 @@ def plot_neighbours(pred:pd.DataFrame, truth=None, size:int=64, dpi:int=72, fnam
         for i in range(k):
             cls, dx, sim = row[f'nn{i+1}_class'], row[f'nn{i+1}_diagnosis'], row[f'nn{i+1}_similarity']
             axs[r, i + 1].imshow(load_rgb(row[f'nn{i+1}_path'], size), interpolation='nearest')
-            name = cls if dx in (cls, 'unknown', None) else f"{dx} ({cls})"
-            axs[r, i + 1].set_title(f"#{i+1} {name}\nsimilarity {sim:.2f}", fontsize=8,
+            same = dx in (cls, 'unknown', None)  # a diagnosis that says more than the class gets the first line
+            axs[r, i + 1].set_title(f"#{i+1} {cls if same else dx}\n{'' if same else cls + ', '}similarity {sim:.2f}", fontsize=8,
                                     color='C3' if cls == 'melanoma' else 'C0')
     for ax in axs.flat: ax.axis('off')
     fig.suptitle(title, fontsize=10)
