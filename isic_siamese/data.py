@@ -372,8 +372,9 @@ def read_table(fname) -> pd.DataFrame:
         try: return _promote_header(pd.read_excel(fname, header=None), fname)
         except ImportError as e:
             raise ImportError(f"{fname}: reading Excel files needs openpyxl (pip install openpyxl); or save the sheet as CSV") from e
-    with open(fname, 'rb') as f: bom = f.read(2)
-    enc = 'utf-16' if bom in (b'\xff\xfe', b'\xfe\xff') else 'utf-8-sig'  # Excel's "Unicode text" is UTF-16
+    with open(fname, 'rb') as f: raw = f.read(4096)
+    enc = ('utf-16' if raw[:2] in (b'\xff\xfe', b'\xfe\xff') else  # Excel's "Unicode text" is UTF-16
+           ('utf-16-le' if raw[1::2].count(0) > raw[::2].count(0) else 'utf-16-be') if raw.count(0) > len(raw)//4 else 'utf-8-sig')  # no byte-order mark
     with open(fname, encoding=enc, errors='replace') as f: head = f.readline()
     if head.lstrip().startswith('|'): return _pipe_table(fname)
     try: return pd.read_csv(fname, sep=max([',', ';', '\t', '|'], key=head.count), encoding=enc).rename(columns=str.strip)
@@ -395,7 +396,7 @@ _DIAGNOSIS_RULES = (  # (keywords, diagnosis) for longer names; the first match 
     (r'squamous cell carcinoma|bowen', 'squamous cell carcinoma'), (r'actinic keratos', 'actinic keratosis'),
     (r'keratos|lentigo|lichen', 'benign keratosis'), (r'dermatofibroma', 'dermatofibroma'),
     (r'\bn(a)?ev(us|i)\b', 'nevus'), (r'vascular|angioma|angiokeratoma|pyogenic granuloma', 'vascular lesion'))
-NEGATION = r'\b(non|not|no|without|ruled out|excluded|negative for|free of)\b'  # a term with these is never matched by keywords
+NEGATION = r'\bnon|\b(not|no|without|ruled out|excluded|negative|free of)\b'  # a term with these is never matched by keywords
 
 def _norm(term) -> str: return re.sub(r'\s+', ' ', str(term).replace('_', ' ')).strip().lower()
 

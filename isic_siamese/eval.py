@@ -408,8 +408,10 @@ def plot_pair_similarities(learn:Learner, df:pd.DataFrame, n:int=8, split:str='t
     rng, part = np.random.default_rng(seed), df[df.split.eq(split)]
     mel, ben = part[part.label.eq(1)], part[part.label.eq(0)]
     kinds = [(mel, mel), (ben, ben), (mel, ben), (ben, ben)]
-    rows = [(a.sample(1, random_state=rng.integers(1e9)).index[0], b.sample(1, random_state=rng.integers(1e9)).index[0])
-            for a, b in (kinds[i % 4] for i in range(n))]
+    def pair(a, b):  # two different images, also when both come from one class
+        if a is b: return tuple(a.sample(2, random_state=rng.integers(1e9)).index)
+        return a.sample(1, random_state=rng.integers(1e9)).index[0], b.sample(1, random_state=rng.integers(1e9)).index[0]
+    rows = [pair(*kinds[i % 4]) for i in range(n)]
     ia, ib = [r[0] for r in rows], [r[1] for r in rows]
     xa, ya = rows_dl(learn.dls, df.loc[ia], bs=n).one_batch()
     xb, yb = rows_dl(learn.dls, df.loc[ib], bs=n).one_batch()
@@ -598,7 +600,7 @@ def plot_neighbours(pred:pd.DataFrame, truth=None, size:int=64, dpi:int=72, fnam
     fig, axs = plt.subplots(len(rows), k + 1, figsize=(1.7*(k + 1), 2.4*len(rows)), dpi=dpi, squeeze=False)
     for r, (_, row) in enumerate(rows.iterrows()):
         q = f"query {Path(row.image).stem}\nP(melanoma) {row.prob_melanoma:.2f}\npredicted {'melanoma' if row.melanoma else 'benign'}"
-        if truth is not None: q += f"\ntruth: {truth[r]}"
+        if truth is not None: q += f"\ntruth = {truth[r]}"  # '=' stays legible in small bold type, a colon does not
         axs[r, 0].imshow(load_rgb(row.image, size), interpolation='nearest'); axs[r, 0].set_title(q, fontsize=8, fontweight='bold')
         for i in range(k):
             cls, dx, sim = row[f'nn{i+1}_class'], row[f'nn{i+1}_diagnosis'], row[f'nn{i+1}_similarity']
