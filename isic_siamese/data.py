@@ -353,9 +353,15 @@ def _promote_header(raw:pd.DataFrame, source) -> pd.DataFrame:
     df.columns = [str(c).strip() for c in raw.iloc[row]]
     return df.loc[:, [c != 'nan' for c in df.columns]].reset_index(drop=True)
 
-def _pipe_table(fname) -> pd.DataFrame:
+def _text_encoding(raw:bytes) -> str:
+    "Encoding of a text table from its first bytes `raw`: UTF-16 by its byte-order mark or its zero bytes (Excel's \"Unicode text\"), else UTF-8."
+    if raw[:2] in (b'\xff\xfe', b'\xfe\xff'): return 'utf-16'
+    if raw.count(0) > len(raw)//4: return 'utf-16-le' if raw[1::2].count(0) > raw[::2].count(0) else 'utf-16-be'  # no byte-order mark
+    return 'utf-8-sig'
+
+def _pipe_table(fname, encoding:str='utf-8-sig') -> pd.DataFrame:
     "PH2's `PH2_dataset.txt`: `|| Name || Histological Diagnosis || Clinical Diagnosis || ...` rows; clinical codes 0/1/2 named."
-    rows = [[c.strip() for c in l.strip().strip('|').split('||')] for l in open(fname, encoding='utf-8-sig', errors='replace')
+    rows = [[c.strip() for c in l.strip().strip('|').split('||')] for l in open(fname, encoding=encoding, errors='replace')
             if l.strip().startswith('|')]
     header, body = rows[0], [r for r in rows[1:] if any(r)]
     df = pd.DataFrame([(r + ['']*len(header))[:len(header)] for r in body], columns=header)
@@ -365,7 +371,7 @@ def _pipe_table(fname) -> pd.DataFrame:
     return df
 
 def read_table(fname) -> pd.DataFrame:
-    "A label table: CSV (UTF-8, or UTF-16 with its byte-order mark) with its delimiter sniffed (`,` `;` tab `|`), an Excel sheet (header row found) or PH2's `||` text table."
+    "A label table: CSV (UTF-8 or UTF-16) with its delimiter sniffed (`,` `;` tab `|`), an Excel sheet (header row found) or PH2's `||` text table."
     fname = Path(fname)
     if not fname.is_file(): raise FileNotFoundError(f"{fname}: no such label table")
     if fname.suffix.lower() in ('.xlsx', '.xls'):
@@ -373,10 +379,9 @@ def read_table(fname) -> pd.DataFrame:
         except ImportError as e:
             raise ImportError(f"{fname}: reading Excel files needs openpyxl (pip install openpyxl); or save the sheet as CSV") from e
     with open(fname, 'rb') as f: raw = f.read(4096)
-    enc = ('utf-16' if raw[:2] in (b'\xff\xfe', b'\xfe\xff') else  # Excel's "Unicode text" is UTF-16
-           ('utf-16-le' if raw[1::2].count(0) > raw[::2].count(0) else 'utf-16-be') if raw.count(0) > len(raw)//4 else 'utf-8-sig')  # no byte-order mark
-    with open(fname, encoding=enc, errors='replace') as f: head = f.readline()
-    if head.lstrip().startswith('|'): return _pipe_table(fname)
+    enc = _text_encoding(raw)
+    head = raw.decode(enc, errors='replace').split('\n', 1)[0]
+    if head.lstrip().startswith('|'): return _pipe_table(fname, enc)
     try: return pd.read_csv(fname, sep=max([',', ';', '\t', '|'], key=head.count), encoding=enc).rename(columns=str.strip)
     except UnicodeDecodeError as e:
         raise ValueError(f"{fname}: not UTF-8 text (byte {e.start}: {e.reason}); save the table as CSV in UTF-8") from None

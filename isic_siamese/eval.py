@@ -492,7 +492,7 @@ def predict_submission(self:Learner, test, tta:bool=False) -> pd.DataFrame:
     if lost: raise FileNotFoundError(f"{csv}: {len(lost)} of {len(ids)} listed images are not under {csv.parent}, e.g. {lost[:3]}; a submission needs every row")
     pred = self.predict_lesions(paths, k=1, tta=tta, meta=csv)  # test.csv's patients, age, sex and site feed the second stage
     bad = pred[pred.error.ne('')]
-    if len(bad): raise UnreadableImageError(f"{len(bad)} of {len(ids)} test images cannot be read, e.g. {bad.image.iloc[0]}: {bad.error.iloc[0]}; "
+    if len(bad): raise UnreadableImageError(f"{len(bad)} of {len(ids)} test images cannot be read, e.g. {bad.error.iloc[0]}; "
                                             "a submission needs every row", bad.image.tolist())
     return pd.DataFrame(dict(image_name=ids, target=pred.prob_melanoma.values))
 

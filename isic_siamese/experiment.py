@@ -107,7 +107,7 @@ def validate_recipe(self:Recipe):
     bad = [v for v in (self.diagnosis_map or {}).values() if v not in DIAGNOSES]
     _need(not bad, 'diagnosis_map', self.diagnosis_map, f"maps to {bad}; each term must map to one of {', '.join(DIAGNOSES)}")
     _need(self.precision in ('auto', 'bf16', 'fp16', 'fp32'), 'precision', self.precision, 'choose auto, bf16, fp16 or fp32')
-    _need(self.memory_format in ('auto', 'channels_last', 'contiguous'), 'memory_format', self.memory_format, 'choose auto, channels_last or contiguous')
+    _need(self.memory_format in MEMORY_FORMATS, 'memory_format', self.memory_format, 'choose auto, channels_last or contiguous')
     for name in ('size', 'bs', 'emb_dim', 'epochs', 'k'): _need(getattr(self, name) >= 1, name, getattr(self, name), 'must be a positive number')
     _need(self.size >= 16, 'size', self.size, 'images must be at least 16 px')
     for name in ('lr', 'temperature'): _need(getattr(self, name) > 0, name, getattr(self, name), 'must be positive')
@@ -258,8 +258,8 @@ def _finish_run(learn, ev, train_s, data, df, r, out, verbose):
     plt.close('all')
     written = ('predictor.pkl',) if ev.stacker else ('predictor.safetensors', 'predictor.pkl')  # a second stage: pickle only (see 04_eval)
     for f in written: export_predictor(learn, ev, out/f)
-    test = df[df.split.eq('test')].head(3)
-    plot_neighbours(learn.predict_lesions(test.path.tolist(), k=5), truth=_diagnoses(test), fname=plots/'neighbours.png')
+    some = test.head(3)
+    plot_neighbours(learn.predict_lesions(some.path.tolist(), k=5), truth=_diagnoses(some), fname=plots/'neighbours.png')
     plt.close('all')
     res = dict(data=str(data), test=_metrics_json(ev.metrics), valid=_metrics_json(ev.valid_metrics), retrieval=ev.retrieval_metrics,
                train_seconds=round(train_s, 1), n_images={s: int(n) for s, n in df.split.value_counts().items()})

@@ -21,9 +21,9 @@ from .model import *
 from .metrics import *
 
 # %% auto #0
-__all__ = ['training_run', 'NaNGuard', 'EMA', 'atomic_path', 'save_atomic', 'remove_temporary', 'rng_states', 'set_rng_states',
-           'plain', 'unwrapped', 'load_checkpoint', 'Checkpoint', 'gather_batch', 'GlobalBatchLoss', 'AMP', 'alone',
-           'on_rank0', 'distributed', 'plain_tensors', 'siamese_learner']
+__all__ = ['MEMORY_FORMATS', 'training_run', 'NaNGuard', 'EMA', 'atomic_path', 'save_atomic', 'remove_temporary', 'rng_states',
+           'set_rng_states', 'plain', 'unwrapped', 'load_checkpoint', 'Checkpoint', 'gather_batch', 'GlobalBatchLoss',
+           'AMP', 'alone', 'on_rank0', 'distributed', 'plain_tensors', 'siamese_learner']
 
 # %% ../nbs/03_train.ipynb #51905f1b
 def training_run(learn) -> bool:
@@ -195,9 +195,10 @@ class Checkpoint(Callback):
         model, writer, loop = unwrapped(self.model), rank_distrib() == 0, self._loop_state()  # one writer: rank 0
         if value > self.best:
             self.best = value
-            if ema and writer: ema.swap()
-            if writer: save_atomic(dict(model=model.state_dict(), config=self.learn.config, epoch=self.epoch, value=self.best), self.path/'best.pth')
-            if ema and writer: ema.swap()
+            if writer:
+                if ema: ema.swap()
+                save_atomic(dict(model=model.state_dict(), config=self.learn.config, epoch=self.epoch, value=self.best), self.path/'best.pth')
+                if ema: ema.swap()
         if writer: save_atomic(dict(model=model.state_dict(), opt=plain(self.opt.state_dict()), ema=ema.state() if ema else None,
                                     config=self.learn.config, epoch=self.epoch, n_epoch=self.n_epoch, history=self.history, best=self.best,
                                     elapsed=self.elapsed, loop=loop), self.path/'last.pth')
@@ -280,6 +281,8 @@ def distributed(learn:Learner):
     for dl in learn.dls.loaders: dl.__dict__.pop('it', None)  # DistributedDL leaves the wrapped loaders' dataset iterator, which cannot be pickled (export)
 
 # %% ../nbs/03_train.ipynb #f7492219
+MEMORY_FORMATS = ('auto', 'channels_last', 'contiguous')  # 'auto': the hardware's choice (channels_last on CUDA)
+
 def plain_tensors(module, xs):
     "Forward pre-hook: fastai's tensor subclasses (`TensorImage`) as plain tensors, which `torch.compile` can trace (it fails inside fastai's `__torch_function__`)."
     return tuple(x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x for x in xs)
@@ -296,7 +299,7 @@ def siamese_learner(dls, arch:str='resnet18', loss:str='contrastive', miner:str=
     if precision is not None and hw.device.type != 'cuda' and not (precision == 'bf16' and cpu_bf16()):
         raise ValueError(f"precision={precision!r} needs CUDA, or bf16 on a CPU with bf16 instructions (AVX512-BF16 or AMX), which this "
                          f"one lacks (emulated bf16 is several times slower than fp32); use 'fp32' on {hw.device}")
-    if memory_format not in ('auto', 'channels_last', 'contiguous'): raise ValueError(f"memory_format={memory_format!r}: choose auto, channels_last or contiguous")
+    if memory_format not in MEMORY_FORMATS: raise ValueError(f"memory_format={memory_format!r}: choose auto, channels_last or contiguous")
     n_out = len(getattr(dls, 'vocab', CLASSES))  # classes of the targets: 2, or one per diagnosis (see TARGETS)
     model = SiameseNet(create_encoder(arch, emb_dim, pretrained, weights), head_for(loss, emb_dim, pair_head, n_out))
     if compile: model.encoder.compile(); model.register_forward_pre_hook(plain_tensors)  # in place: the state dict keeps its keys
