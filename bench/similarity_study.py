@@ -8,7 +8,7 @@ study resumes, and scoring-only variants re-score a finished model. Every option
 """
 from pathlib import Path
 import pandas as pd
-from isic_siamese.experiment import BENCHMARK, Recipe, compare_models, compare_parser, markdown_table, read_split, recipe_learner, fit_and_evaluate
+from isic_siamese.experiment import BENCHMARK, Recipe, compare_models, compare_parser, cli_errors, markdown_table, read_split, recipe_learner, fit_and_evaluate
 from isic_siamese.eval import plot_neighbours
 
 supcon_ce = dict(loss='supcon+ce', method='prototype')
@@ -46,10 +46,11 @@ if __name__ == '__main__':
     p.add_argument('--models', nargs='+', default=list(STUDY), choices=list(STUDY), help='a subset of the study')
     p.add_argument('--neighbours', nargs='*', default=[], choices=list(STUDY), help='also draw OUT/neighbours_MODEL.png for these models')
     a = p.parse_args()
-    table = compare_models(a.data, a.out, a.external, base=Recipe.from_args(a), models={m: STUDY[m] for m in a.models}, seeds=a.seeds)
-    print(markdown_table(table.reset_index(level='seed')))
-    base, seed = Recipe.from_args(a), (a.seeds or [None])[0]  # the model of the first seed, in the folder compare_models gave it
-    for m in a.neighbours:
-        r = base.replace(**STUDY[m], **({} if seed is None else dict(seed=seed)))
-        run = Path(a.out)/(m if r.seed == base.seed else f'{m}_seed{r.seed}')
-        neighbours_figure(a.data, run, r, Path(a.out)/f'neighbours_{m}.png')
+    with cli_errors(p.prog, a.debug):  # a missing folder or a bad setting: one line, as in the console scripts
+        table = compare_models(a.data, a.out, a.external, base=Recipe.from_args(a), models={m: STUDY[m] for m in a.models}, seeds=a.seeds)
+        print(markdown_table(table.reset_index(level='seed')))
+        base, seed = Recipe.from_args(a), (a.seeds or [None])[0]  # the model of the first seed, in the folder compare_models gave it
+        for m in a.neighbours:
+            r = base.replace(**STUDY[m], **({} if seed is None else dict(seed=seed)))
+            run = Path(a.out)/(m if r.seed == base.seed else f'{m}_seed{r.seed}')
+            neighbours_figure(a.data, run, r, Path(a.out)/f'neighbours_{m}.png')

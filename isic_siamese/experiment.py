@@ -258,7 +258,7 @@ def _finish_run(learn, ev, train_s, data, df, r, out, verbose):
     plt.close('all')
     written = ('predictor.pkl',) if ev.stacker else ('predictor.safetensors', 'predictor.pkl')  # a second stage: pickle only (see 04_eval)
     for f in written: export_predictor(learn, ev, out/f)
-    some = test.head(3)
+    some = pd.concat([test[test.label.eq(1)].head(1), test[test.label.eq(0)]]).head(3)  # a melanoma first: explanations of both classes
     plot_neighbours(learn.predict_lesions(some.path.tolist(), k=5), truth=_diagnoses(some), fname=plots/'neighbours.png')
     plt.close('all')
     res = dict(data=str(data), test=_metrics_json(ev.metrics), valid=_metrics_json(ev.valid_metrics), retrieval=ev.retrieval_metrics,
