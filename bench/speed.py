@@ -95,8 +95,10 @@ def baseline(data, n, size, bs, seed=0, threads=None):
                 data_images_per_s=data_ips, model_images_per_s=2*n_img/epoch_s, **_peak(hw.device))
 
 
-VARIANTS = dict(default={}, contiguous=dict(memory_format='contiguous'), channels_last=dict(memory_format='channels_last'),
-                compiled=dict(compile=True))  # isic_siamese's settings per variant: the library's defaults for this device, or one changed
+VARIANTS = dict(default={}, fp32=dict(precision='fp32', memory_format='contiguous'), contiguous=dict(memory_format='contiguous'),
+                channels_last=dict(memory_format='channels_last'), bf16=dict(precision='bf16', memory_format='contiguous'),
+                bf16_channels_last=dict(precision='bf16', memory_format='channels_last'),
+                compiled=dict(compile=True))  # isic_siamese's settings per variant: the library's defaults for this device, or some changed
 
 
 def warm_up(learn):
@@ -143,7 +145,7 @@ def ours(data, n, size, bs, seed=0, threads=None, profile=False, variant='defaul
         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
         return dict(path='isic_siamese' if variant == 'default' else f'isic_siamese {variant}', size=size, n_images=n_img, encoder_passes=n_img, epoch_s=learn.train_s,
                     data_images_per_s=data_ips, model_images_per_s=n_img/learn.train_s, cache_build_s=cache_s, warm_up_s=learn.warm_up_s,
-                    cache_mib=round(os.path.getsize(cache.fname)/2**20), precision=hw.precision, channels_last=hasattr(learn, 'channels_last'),
+                    cache_mib=round(os.path.getsize(cache.fname)/2**20), precision=str(learn.mixed_precision.amp_mode.value) if hasattr(learn, 'mixed_precision') else None, channels_last=hasattr(learn, 'channels_last'),
                     num_workers=hw.num_workers, profile=prof.summary('train') if prof else None, **_peak(hw.device))
 
 

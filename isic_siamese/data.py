@@ -62,7 +62,7 @@ def rank_device(cpu:bool) -> torch.device:
     return PartialState(cpu=cpu).device
 
 def hardware(device=None, num_workers=None) -> Hardware:
-    "Defaults for `device` (best available when None; this rank's under distributed training): AMP, channels_last and cuDNN autotuning on CUDA, no workers in tests."
+    "Defaults for `device` (best available when None; this rank's under distributed training): AMP, channels_last and cuDNN autotuning on CUDA, bf16 and channels_last on a CPU with bf16 instructions, no workers in tests."
     ranks = num_distrib()
     if ranks > 1:
         own = rank_device(cpu=torch.device(device).type == 'cpu' if device else not torch.cuda.is_available())
@@ -70,10 +70,11 @@ def hardware(device=None, num_workers=None) -> Hardware:
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     cuda = device.type == 'cuda'
     if cuda: torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN pick the fastest convolution once
-    precision = ('bf16' if torch.cuda.is_bf16_supported() else 'fp16') if cuda else None
+    fast_bf16 = not cuda and cpu_bf16()  # oneDNN's bf16 kernels: about twice float32's speed, fastest in channels_last (see 03_train)
+    precision = ('bf16' if torch.cuda.is_bf16_supported() else 'fp16') if cuda else 'bf16' if fast_bf16 else None
     per_rank = max(1, int(os.environ.get('LOCAL_WORLD_SIZE', 1)))
     if num_workers is None: num_workers = 0 if (IN_TEST or not cuda) else min(8, max(1, (os.cpu_count() or 1)//per_rank))
-    return Hardware(device, num_workers, pin_memory=cuda, precision=precision, channels_last=cuda)
+    return Hardware(device, num_workers, pin_memory=cuda, precision=precision, channels_last=cuda or fast_bf16)
 
 # %% ../nbs/00_data.ipynb #172b6d85
 class Registry(dict):

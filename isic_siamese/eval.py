@@ -562,7 +562,7 @@ def _load_safe(fname, cpu:bool=True) -> Learner:
             rows = pd.DataFrame(dict(path=[str(blank)]*2, label=[0, 1], split=['train', 'valid']))
             dls = lesion_block(pre['size'], pre['aug'], None, pre['colour_constancy']).dataloaders(rows, bs=1, device=hw.device, num_workers=0)
             learn = siamese_learner(dls, arch=m['arch'], emb_dim=m['emb_dim'], loss=m['loss'], pair_head=m['pair_head'] or 'cosine',
-                                    ema=None, seed=None, precision='fp32' if cpu else 'auto')
+                                    ema=None, seed=None, precision='fp32' if cpu else 'auto', memory_format='contiguous' if cpu else 'auto')  # as fastai's load_learner(cpu=True)
     finally: set_rng_states(states)
     learn.dls = dls.new_empty()
     for dl in learn.dls.loaders: dl.bs = pre['bs']

@@ -77,7 +77,7 @@ class Recipe:
     wd: float = setting(0.01, 'decoupled weight decay (AdamW)', 'fit')
     ema: float|None = setting(0.998, 'decay of the weight average used for validation and kept after fit; none to switch off', 'fit')
     patience: int|None = setting(None, 'stop after this many epochs without a better validation AUC; off when omitted', 'fit')
-    precision: str = setting('auto', 'auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, fp16 or fp32', 'fit')
+    precision: str = setting('auto', 'auto (bf16/fp16 on CUDA, bf16 on a CPU with bf16 instructions, else fp32), bf16, fp16 or fp32', 'fit')
     seed: int = setting(42, 'random seed of the split, the initialisation and the batches', 'fit')
     # score
     method: str = setting('prototype', 'melanoma score from embeddings: prototype, knn, classifier, pair_head or head', 'score')

@@ -33,7 +33,7 @@ def training_run(learn) -> bool:
 # %% ../nbs/03_train.ipynb #17bfe019
 class NaNGuard(Callback):
     "Raise `FloatingPointError` on a non-finite training or validation loss in `fit`, before the step and before any checkpoint."
-    order = 5
+    order = 11  # after AMP (10) has left autocast: an exception between fastai's enter and exit would leave autocast on for all later code
     def after_loss(self):
         if training_run(self.learn) and not torch.isfinite(self.learn.loss_grad).all():
             part = 'train' if self.training else 'valid'
@@ -231,19 +231,25 @@ def gather_batch(x, dim:int=0):
     return x if world_size() == 1 else _GatherBatch.apply(x, dim)
 
 class GlobalBatchLoss(nn.Module):
-    "`loss` (embeddings (B, D) or (K, B, D), labels (B,)) computed on the batches of all processes gathered, miners included, while `gather` (set by `distributed`); else `loss` itself."
+    "`loss` (embeddings (B, D) or (K, B, D), labels (B,)) in float32 outside autocast, on the batches of all processes gathered, miners included, while `gather` (set by `distributed`); else on this batch."
     def __init__(self, loss:nn.Module, gather:bool=False): super().__init__(); self.loss, self.gather = loss, gather
     def forward(self, emb, target):
-        if not self.gather: return self.loss(emb, target)
-        return self.loss(gather_batch(emb, emb.ndim - 2), gather_batch(target, 0))
+        with torch.autocast(emb.device.type, enabled=False):  # similarities over a temperature need float32, and fastai averages a float32 loss
+            emb = emb.float()
+            if self.gather: emb, target = gather_batch(emb, emb.ndim - 2), gather_batch(target, 0)
+            return self.loss(emb, target)
 
 class AMP(MixedPrecision):
-    "fastai's `MixedPrecision` on the training device: bf16 or fp16 autocast with loss scaling on CUDA, as fastai does it; bf16 autocast on a CPU, unscaled (bf16 has float32's range)."
+    "fastai's `MixedPrecision` for training batches: bf16 or fp16 autocast with loss scaling on CUDA, as fastai does it, bf16 autocast unscaled on a CPU (bf16 has float32's range); validation and embedding stay in float32."
     name = 'mixed_precision'
     def before_fit(self):
-        super().before_fit()
         dev = self.dls.device.type
-        if dev != 'cuda': self.autocast, self.learn.scaler = torch.autocast(dev, dtype=torch.bfloat16), torch.amp.GradScaler(dev, enabled=False)
+        if dev == 'cuda': return super().before_fit()
+        self.autocast, self.learn.scaler, self.scales = torch.autocast(dev, dtype=torch.bfloat16), torch.amp.GradScaler(dev, enabled=False), L()
+    def before_batch(self):
+        if self.training: super().before_batch()
+    def after_loss(self):
+        if self.training: super().after_loss()
 
 @patch
 def _broadcast(self:DistributedDL, t, rank):
