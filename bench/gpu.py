@@ -164,7 +164,7 @@ def run(a):
     from isic_siamese.pairs import BalancedDL
     from scale import run_stages
     recipe = Recipe(arch=a.epoch_arch, size=a.size, bs=a.bs, epochs=1, csv=str(csv))
-    precisions = ['fp32'] + ([hw.precision] if hw.precision else [])  # the library autocasts on CUDA only
+    precisions = ['fp32'] + ([hw.precision] if hw.precision else [])  # the library's autocast (CUDA, or a CPU with bf16 instructions)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     res = dict(machine=machine(), data=kind, complete=False, recipe=asdict(recipe),
                hardware=dict(device=str(hw.device), num_workers=hw.num_workers, precision=hw.precision, channels_last=hw.channels_last),

@@ -5,7 +5,8 @@
     pair through the encoder, contrastive loss, fp32.
 (b) isic_siamese: images decoded once into the memory-mapped cache, augmentation on the batch on the training
     device, balanced batches, every image encoded once and all pairs of the batch used (supervised contrastive),
-    with the library's per-device defaults (workers, pinned memory, AMP and channels_last on CUDA).
+    with the library's per-device defaults (workers, pinned memory; AMP and channels_last on CUDA and on CPUs with
+    bf16 instructions), or with settings changed (--variants: fp32 is the equal-precision comparison).
 
 Each measurement runs in a fresh process, so peak memory is its own, and is repeated (--repeats, 3 by default) with
 the two pipelines interleaved and their order alternated (A B, B A, A B, ...), so that a change in the load of a shared
@@ -18,10 +19,10 @@ compilation is reported apart (warm-up seconds) and not counted in its epoch tim
 
     python bench/speed.py                        # ../shared/data/ham224 (demo data when absent), 512 images, 128 and 224 px
     python bench/speed.py --repeats 5 --threads 1  # steadier on a machine shared with other jobs
-    python bench/speed.py --threads 1 --repeats 3 --variants default channels_last compiled   # the README's table
+    python bench/speed.py --threads 1 --repeats 3 --variants fp32 bf16 bf16_channels_last   # the README's table
     python bench/speed.py --n 33126 --sizes 256 --data demo --skip-baseline   # GPU: a full ISIC 2020-sized epoch on synthetic images
 """
-import argparse, json, multiprocessing as mp, os, random, resource, statistics, tempfile, time
+import argparse, json, multiprocessing as mp, os, random, resource, statistics, sys, tempfile, time
 from pathlib import Path
 
 from common import HERE, machine, set_threads
@@ -31,6 +32,7 @@ def _images(data, n, seed=0):
     "Paths and labels of `n` images of `data` (a folder in any supported layout, or 'demo'), both classes kept."
     from isic_siamese.data import read_isic, make_demo_data
     if data == 'demo' or not Path(data).exists():
+        if data != 'demo': print(f"{data}: no such folder; measuring on the library's demo data instead", file=sys.stderr, flush=True)
         data = Path(tempfile.gettempdir())/f'isic_speed_demo_{n}'
         if not (data/'train.csv').exists(): make_demo_data(data, n_patients=(n + 9)//10, images_per_patient=10, size=256)  # once, not per run
     df = read_isic(data)

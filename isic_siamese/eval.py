@@ -120,7 +120,7 @@ class PrototypeScorer(Scorer):
 @SCORERS.register('knn', head=None)
 class KNNScorer(Scorer):
     def __call__(self, emb):
-        sim, idx = self.similarities(emb).topk(min(self.k, len(self.ref_y)), dim=1)
+        sim, idx = in_chunks(lambda b: tuple(self.similarities(b).topk(min(self.k, len(self.ref_y)), dim=1)), torch.as_tensor(emb).float())
         return (torch.softmax(sim/0.1, dim=1)*self.ref_y[idx].float()).sum(1).numpy()
 
 @SCORERS.register('classifier', head=None)
@@ -139,10 +139,10 @@ class PairHeadScorer(Scorer):
         g = torch.Generator().manual_seed(seed)
         self.pair_refs = [self.ref_emb[self.ref_y == c][torch.randperm(int((self.ref_y == c).sum()), generator=g)[:max_refs]] for c in (0, 1)]
     def __call__(self, emb):
-        emb = torch.as_tensor(emb).float()
-        with torch.no_grad():
-            same = [torch.sigmoid(self.head(emb[:, None].expand(-1, len(r), -1), r[None].expand(len(emb), -1, -1))).mean(1) for r in self.pair_refs]
-        return (same[1] - same[0]).numpy()
+        def score(b):  # the head on (block, refs, D) pairs
+            same = [torch.sigmoid(self.head(b[:, None].expand(-1, len(r), -1), r[None].expand(len(b), -1, -1))).mean(1) for r in self.pair_refs]
+            return same[1] - same[0]
+        with torch.no_grad(): return in_chunks(score, torch.as_tensor(emb).float()).numpy()
     def state_dict(self): return {**super().state_dict(), **{f'pair_refs.{c}': r for c, r in enumerate(self.pair_refs)}}
     def load_state_dict(self, s): super().load_state_dict(s); self.pair_refs = [s['pair_refs.0'], s['pair_refs.1']]
 
@@ -180,12 +180,15 @@ def embed(learn:Learner, dl, tta:bool=False, features:bool=False):
     with contextlib.contextmanager(replacing_yield)(learn.recorder, 'valid_metrics', False):  # no validation metric on embedded sets
         for d in flips:
             kept = []  # the pooling layer's output (encoder.proj[1], after AdaptiveAvgPool2d + Flatten), batch by batch
-            hook = learn.model.encoder.proj[1].register_forward_hook(lambda m, i, o: kept.append(o.detach().float().cpu()))
+            hook = learn.model.encoder.proj[1].register_forward_hook(lambda m, i, o: kept.append(o.detach().float().cpu())) if features else None
             try: emb, y = learn.get_preds(dl=dl, cbs=[FlipInputs(d)] if d else None)
-            finally: hook.remove()
-            embs.append(emb.float()); feats.append(torch.cat(kept))
-    emb = F.normalize(torch.stack(embs).mean(0), dim=1)
-    return (emb, y, torch.stack(feats).mean(0)) if features else (emb, y)
+            finally:
+                if hook: hook.remove()
+            embs.append(emb.float())
+            if features: feats.append(torch.cat(kept))
+    mean = lambda xs: xs[0] if len(xs) == 1 else torch.stack(xs).mean(0)  # without TTA: no copy of N vectors
+    emb = F.normalize(mean(embs), dim=1)
+    return (emb, y, mean(feats)) if features else (emb, y)
 
 # %% ../nbs/04_eval.ipynb #a7126971
 REPRESENTATIONS = Registry('retrieval')
@@ -212,10 +215,13 @@ class Retrieval:
         return nearest(q, self.ref, k)
     def neighbour_features(self, q, k:int=10) -> pd.DataFrame:
         "Per query (N, C): melanoma share of the `k` nearest references, and similarity to the nearest melanoma minus the nearest benign one."
-        sims = q @ self.ref.T
-        idx = sims.topk(min(k, len(self.ref_y)), dim=1)[1]
-        gap = sims[:, self.ref_y == 1].max(1)[0] - sims[:, self.ref_y == 0].max(1)[0]
-        return pd.DataFrame(dict(nn_melanoma_share=self.ref_y[idx].float().mean(1).numpy(), nn_similarity_gap=gap.numpy()))
+        mel = self.ref_y == 1
+        def block(b):
+            sims = b @ self.ref.T
+            idx = sims.topk(min(k, len(self.ref_y)), dim=1)[1]
+            return self.ref_y[idx].float().mean(1), sims[:, mel].max(1)[0] - sims[:, ~mel].max(1)[0]
+        share, gap = in_chunks(block, torch.as_tensor(q).float())
+        return pd.DataFrame(dict(nn_melanoma_share=share.numpy(), nn_similarity_gap=gap.numpy()))
     def state_dict(self) -> dict:
         "The reference vectors, classes and centre, as tensors (for the safe predictor form)."
         return dict(ref=self.ref, ref_y=self.ref_y, **({} if self.centre is None else dict(centre=self.centre)))

@@ -16,9 +16,10 @@ from pytorch_metric_learning.distances import CosineSimilarity
 from .data import CLASSES
 
 # %% auto #0
-__all__ = ['roc_auc', 'prototype_scores', 'crossfit_prototype_scores', 'emb_auc', 'EmbeddingAUC', 'PairAUC', 'partial_auc',
-           'choose_threshold', 'classification_metrics', 'recalibration_split', 'recalibrated_metrics',
-           'retrieval_metrics', 'nearest', 'neighbour_similarity', 'neighbour_agreement']
+__all__ = ['CHUNK', 'RETRIEVAL_METRICS', 'roc_auc', 'prototype_scores', 'crossfit_prototype_scores', 'emb_auc', 'EmbeddingAUC',
+           'PairAUC', 'partial_auc', 'choose_threshold', 'classification_metrics', 'recalibration_split',
+           'recalibrated_metrics', 'in_chunks', 'retrieval_metrics', 'nearest', 'neighbour_similarity',
+           'neighbour_agreement']
 
 # %% ../nbs/07_metrics.ipynb #40c70d89
 def roc_auc(y, score) -> float:
@@ -134,22 +135,35 @@ def _codes(*labels) -> list:
     codes = torch.as_tensor(np.unique(joint, return_inverse=True)[1])
     return list(codes.split([len(l) for l in labels]))
 
-def retrieval_metrics(query, query_labels, reference, reference_labels) -> dict:
-    "Precision@1, R-precision and MAP@R of `query` (N, D) against `reference` (M, D) by cosine similarity, on their labels (str or int)."
+CHUNK = 1024  # queries per block in every search of the references: memory CHUNK x M, whatever the number of queries
+
+def in_chunks(f, x, chunk:int=CHUNK):
+    "`f` applied to blocks of `chunk` rows of `x` (N, ...) and its outputs (a tensor, or a tuple of tensors) concatenated."
+    outs = [f(x[i:i + chunk]) for i in range(0, max(len(x), 1), chunk)]
+    return torch.cat(outs) if isinstance(outs[0], torch.Tensor) else tuple(torch.cat(o) for o in zip(*outs))
+
+RETRIEVAL_METRICS = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')  # pytorch-metric-learning's names
+
+def retrieval_metrics(query, query_labels, reference, reference_labels, chunk:int=256) -> dict:
+    "Precision@1, R-precision and MAP@R of `query` (N, D) against `reference` (M, D) by cosine similarity, on their labels (str or int); queries whose label no reference has are left out."
     q_lab, r_lab = _codes(query_labels, reference_labels)
-    calc = AccuracyCalculator(include=('precision_at_1', 'r_precision', 'mean_average_precision_at_r'), k='max_bin_count',
-                              knn_func=CustomKNN(CosineSimilarity(), batch_size=1024))
-    acc = calc.get_accuracy(torch.as_tensor(query).float(), q_lab, torch.as_tensor(reference).float(), r_lab)
+    keep = torch.isin(q_lab, r_lab)  # as pytorch-metric-learning does; then each figure is a plain mean over queries
+    q, q_lab, r = torch.as_tensor(query).float()[keep], q_lab[keep], torch.as_tensor(reference).float()
+    calc = AccuracyCalculator(include=RETRIEVAL_METRICS, k='max_bin_count', knn_func=CustomKNN(CosineSimilarity(), batch_size=1024))
+    sums = dict.fromkeys(RETRIEVAL_METRICS, 0.)
+    for i in range(0, len(q), chunk):  # k is the largest reference class, so all queries at once would hold N x k neighbours
+        acc = calc.get_accuracy(q[i:i + chunk], q_lab[i:i + chunk], r, r_lab)
+        for m in sums: sums[m] += float(acc[m])*len(q_lab[i:i + chunk])
+    mean = {m: s/len(q) if len(q) else float('nan') for m, s in sums.items()}
     ql, rl = (pd.Series(np.asarray(l).astype(str)) for l in (query_labels, reference_labels))
-    return dict(precision_at_1=float(acc['precision_at_1']), r_precision=float(acc['r_precision']),
-                map_at_r=float(acc['mean_average_precision_at_r']),
+    return dict(precision_at_1=mean['precision_at_1'], r_precision=mean['r_precision'], map_at_r=mean['mean_average_precision_at_r'],
                 chance_precision_at_1=float((ql.value_counts(normalize=True)*rl.value_counts(normalize=True)).sum()),
-                n_queries=int(ql.isin(set(rl)).sum()))
+                n_queries=int(keep.sum()))
 
 def nearest(query, reference, k:int=1):
     "Cosine similarities (N, k) and indices (N, k) of the `k` nearest rows of `reference` (M, D) to each row of `query` (N, D)."
     q, r = (F.normalize(torch.as_tensor(x).float(), dim=1) for x in (query, reference))
-    return (q @ r.T).topk(min(k, len(r)), dim=1)
+    return in_chunks(lambda b: tuple((b @ r.T).topk(min(k, len(r)), dim=1)), q)
 
 def neighbour_similarity(query, reference, q=(5, 50, 95)) -> dict:
     "Percentiles `q` of the cosine similarity between each query (N, D) and its nearest reference (M, D): {'nn_sim_p5': ...}."

@@ -242,14 +242,17 @@ class GlobalBatchLoss(nn.Module):
 class AMP(MixedPrecision):
     "fastai's `MixedPrecision` for training batches: bf16 or fp16 autocast with loss scaling on CUDA, as fastai does it, bf16 autocast unscaled on a CPU (bf16 has float32's range); validation and embedding stay in float32."
     name = 'mixed_precision'
+    open = False  # inside a training batch's autocast
     def before_fit(self):
+        self.leave()  # an autocast left open by a fit interrupted mid-batch (KeyboardInterrupt)
         dev = self.dls.device.type
         if dev == 'cuda': return super().before_fit()
         self.autocast, self.learn.scaler, self.scales = torch.autocast(dev, dtype=torch.bfloat16), torch.amp.GradScaler(dev, enabled=False), L()
     def before_batch(self):
-        if self.training: super().before_batch()
-    def after_loss(self):
-        if self.training: super().after_loss()
+        if self.training: super().before_batch(); self.open = True
+    def after_loss(self): self.leave()
+    def leave(self):
+        if self.open: self.autocast.__exit__(None, None, None); self.open = False
 
 @patch
 def _broadcast(self:DistributedDL, t, rank):
