@@ -144,10 +144,12 @@ def in_chunks(f, x, chunk:int=CHUNK):
 
 RETRIEVAL_METRICS = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')  # pytorch-metric-learning's names
 
-def retrieval_metrics(query, query_labels, reference, reference_labels, chunk:int=256) -> dict:
-    "Precision@1, R-precision and MAP@R of `query` (N, D) against `reference` (M, D) by cosine similarity, on their labels (str or int); queries whose label no reference has are left out."
+def retrieval_metrics(query, query_labels, reference, reference_labels, chunk:int=256, ignore=('unknown',)) -> dict:
+    "Precision@1, R-precision and MAP@R of `query` (N, D) against `reference` (M, D) by cosine similarity, on their labels (str or int); queries labelled `ignore`, or with a label no reference has, are left out."
     q_lab, r_lab = _codes(query_labels, reference_labels)
-    keep = torch.isin(q_lab, r_lab)  # as pytorch-metric-learning does; then each figure is a plain mean over queries
+    asked = ~torch.as_tensor(np.isin(np.asarray(query_labels).astype(str), list(ignore)))
+    keep = torch.isin(q_lab, r_lab) & asked
+    # pytorch-metric-learning leaves out queries without references too; then each figure is a plain mean over queries
     q, q_lab, r = torch.as_tensor(query).float()[keep], q_lab[keep], torch.as_tensor(reference).float()
     calc = AccuracyCalculator(include=RETRIEVAL_METRICS, k='max_bin_count', knn_func=CustomKNN(CosineSimilarity(), batch_size=1024))
     sums = dict.fromkeys(RETRIEVAL_METRICS, 0.)
@@ -156,6 +158,7 @@ def retrieval_metrics(query, query_labels, reference, reference_labels, chunk:in
         for m in sums: sums[m] += float(acc[m])*len(q_lab[i:i + chunk])
     mean = {m: s/len(q) if len(q) else float('nan') for m, s in sums.items()}
     ql, rl = (pd.Series(np.asarray(l).astype(str)) for l in (query_labels, reference_labels))
+    ql = ql[~ql.isin(ignore)]  # chance: a random reference, of any label, has the query's
     return dict(precision_at_1=mean['precision_at_1'], r_precision=mean['r_precision'], map_at_r=mean['mean_average_precision_at_r'],
                 chance_precision_at_1=float((ql.value_counts(normalize=True)*rl.value_counts(normalize=True)).sum()),
                 n_queries=int(keep.sum()))
