@@ -147,7 +147,8 @@ RETRIEVAL_METRICS = ('precision_at_1', 'r_precision', 'mean_average_precision_at
 def retrieval_metrics(query, query_labels, reference, reference_labels, chunk:int=256, ignore=('unknown',)) -> dict:
     "Precision@1, R-precision and MAP@R of `query` (N, D) against `reference` (M, D) by cosine similarity, on their labels (str or int); queries labelled `ignore`, or with a label no reference has, are left out."
     q_lab, r_lab = _codes(query_labels, reference_labels)
-    asked = ~torch.as_tensor(np.isin(np.asarray(query_labels).astype(str), list(ignore)))
+    ignore = [ignore] if isinstance(ignore, str) else list(ignore)
+    asked = ~torch.as_tensor(np.isin(np.asarray(query_labels).astype(str), ignore))
     keep = torch.isin(q_lab, r_lab) & asked
     # pytorch-metric-learning leaves out queries without references too; then each figure is a plain mean over queries
     q, q_lab, r = torch.as_tensor(query).float()[keep], q_lab[keep], torch.as_tensor(reference).float()
@@ -158,7 +159,7 @@ def retrieval_metrics(query, query_labels, reference, reference_labels, chunk:in
         for m in sums: sums[m] += float(acc[m])*len(q_lab[i:i + chunk])
     mean = {m: s/len(q) if len(q) else float('nan') for m, s in sums.items()}
     ql, rl = (pd.Series(np.asarray(l).astype(str)) for l in (query_labels, reference_labels))
-    ql = ql[~ql.isin(ignore)]  # chance: a random reference, of any label, has the query's
+    ql = ql[keep.numpy()]  # chance, over the same queries: a random reference, of any label, has the query's
     return dict(precision_at_1=mean['precision_at_1'], r_precision=mean['r_precision'], map_at_r=mean['mean_average_precision_at_r'],
                 chance_precision_at_1=float((ql.value_counts(normalize=True)*rl.value_counts(normalize=True)).sum()),
                 n_queries=int(keep.sum()))

@@ -129,11 +129,14 @@ PAIR_HEADS.register('mlp')(MLPPairHead)
 # %% ../nbs/02_model.ipynb #b44bd0c8
 class SiameseNet(nn.Module):
     "Shared encoder over one or more image batches (B, 3, H, W) -> (B, D), or (K, B, D) for K batches; plus an optional `head`."
+    amp = None  # autocast dtype of training forward passes (set by the `AMP` callback, 03_train); None: float32
     def __init__(self, encoder:Encoder, head:nn.Module|None=None):
         super().__init__()
         self.encoder, self.head = encoder, head
     def forward(self, *xs):
-        emb = self.encoder(torch.cat(xs) if len(xs) > 1 else xs[0])
+        x = torch.cat(xs) if len(xs) > 1 else xs[0]
+        with torch.autocast(x.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None and self.training):
+            emb = self.encoder(x).float()  # a with block: an interrupted batch leaves no autocast on
         return emb if len(xs) == 1 else torch.stack(emb.chunk(len(xs)))
 
 def siamese_splitter(model:SiameseNet):

@@ -10,6 +10,7 @@ import os, re, time, math, random, pickle, contextlib
 from contextlib import contextmanager
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.all import *
+from fastai.callback.fp16 import AMPMode
 from fastai.vision.all import Learner, Callback, MixedPrecision, EarlyStoppingCallback, Adam, set_seed, L
 from fastai.learner import SkipToEpoch
 from fastai.torch_core import num_distrib, rank_distrib, distrib_barrier
@@ -33,7 +34,7 @@ def training_run(learn) -> bool:
 # %% ../nbs/03_train.ipynb #17bfe019
 class NaNGuard(Callback):
     "Raise `FloatingPointError` on a non-finite training or validation loss in `fit`, before the step and before any checkpoint."
-    order = 11  # after AMP (10) has left autocast: an exception between fastai's enter and exit would leave autocast on for all later code
+    order = 5
     def after_loss(self):
         if training_run(self.learn) and not torch.isfinite(self.learn.loss_grad).all():
             part = 'train' if self.training else 'valid'
@@ -240,19 +241,17 @@ class GlobalBatchLoss(nn.Module):
             return self.loss(emb, target)
 
 class AMP(MixedPrecision):
-    "fastai's `MixedPrecision` for training batches: bf16 or fp16 autocast with loss scaling on CUDA, as fastai does it, bf16 autocast unscaled on a CPU (bf16 has float32's range); validation and embedding stay in float32."
+    "fastai's `MixedPrecision` with autocast around the model's training forward pass only (`SiameseNet.amp`): bf16 or fp16 with loss scaling on CUDA, as fastai does it, bf16 unscaled on a CPU (bf16 has float32's range); loss, validation and embeddings in float32."
     name = 'mixed_precision'
-    open = False  # inside a training batch's autocast
     def before_fit(self):
-        self.leave()  # an autocast left open by a fit interrupted mid-batch (KeyboardInterrupt)
         dev = self.dls.device.type
-        if dev == 'cuda': return super().before_fit()
-        self.autocast, self.learn.scaler, self.scales = torch.autocast(dev, dtype=torch.bfloat16), torch.amp.GradScaler(dev, enabled=False), L()
-    def before_batch(self):
-        if self.training: super().before_batch(); self.open = True
-    def after_loss(self): self.leave()
-    def leave(self):
-        if self.open: self.autocast.__exit__(None, None, None); self.open = False
+        if dev == 'cuda': super().before_fit()
+        else: self.autocast, self.learn.scaler, self.scales = None, torch.amp.GradScaler(dev, enabled=False), L()
+        self.set_amp(torch.bfloat16 if self.amp_mode == AMPMode.BF16 else torch.float16)
+    def before_batch(self): pass  # no autocast across callbacks, which an exception in a batch would leave on: SiameseNet.forward enters it
+    def after_loss(self): pass
+    def after_fit(self): super().after_fit(); self.set_amp(None)
+    def set_amp(self, dtype): getattr(self.learn.model, 'module', self.learn.model).amp = dtype  # the model inside DDP
 
 @patch
 def _broadcast(self:DistributedDL, t, rank):
@@ -305,6 +304,7 @@ def siamese_learner(dls, arch:str='resnet18', loss:str='contrastive', miner:str=
     hw = hardware(dls.device)
     if precision == 'auto': precision = hw.precision
     if precision == 'fp32': precision = None
+    if precision == 'fp16' and hw.device.type != 'cuda': raise ValueError(f"precision='fp16' needs CUDA; use {'bf16 or ' if cpu_bf16() else ''}'fp32' on {hw.device}")
     if precision is not None and hw.device.type != 'cuda' and not (precision == 'bf16' and cpu_bf16()):
         raise ValueError(f"precision={precision!r} needs CUDA, or bf16 on a CPU with bf16 instructions (AVX512-BF16 or AMX), which this "
                          f"one lacks (emulated bf16 is several times slower than fp32); use 'fp32' on {hw.device}")
