@@ -120,7 +120,7 @@ class PrototypeScorer(Scorer):
 @SCORERS.register('knn', head=None)
 class KNNScorer(Scorer):
     def __call__(self, emb):
-        sim, idx = in_chunks(lambda b: tuple(self.similarities(b).topk(min(self.k, len(self.ref_y)), dim=1)), torch.as_tensor(emb).float())
+        sim, idx = most_similar(torch.as_tensor(emb).float(), self.ref_emb, self.k)
         return (torch.softmax(sim/0.1, dim=1)*self.ref_y[idx].float()).sum(1).numpy()
 
 @SCORERS.register('classifier', head=None)

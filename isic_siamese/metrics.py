@@ -18,7 +18,7 @@ from .data import CLASSES
 # %% auto #0
 __all__ = ['CHUNK', 'RETRIEVAL_METRICS', 'roc_auc', 'prototype_scores', 'crossfit_prototype_scores', 'emb_auc', 'EmbeddingAUC',
            'PairAUC', 'partial_auc', 'choose_threshold', 'classification_metrics', 'recalibration_split',
-           'recalibrated_metrics', 'in_chunks', 'retrieval_metrics', 'nearest', 'neighbour_similarity',
+           'recalibrated_metrics', 'in_chunks', 'retrieval_metrics', 'most_similar', 'nearest', 'neighbour_similarity',
            'neighbour_agreement']
 
 # %% ../nbs/07_metrics.ipynb #40c70d89
@@ -164,10 +164,14 @@ def retrieval_metrics(query, query_labels, reference, reference_labels, chunk:in
                 chance_precision_at_1=float((ql.value_counts(normalize=True)*rl.value_counts(normalize=True)).sum()),
                 n_queries=int(keep.sum()))
 
+def most_similar(q, r, k:int=1):
+    "Dot products (N, k) and indices (N, k) of the `k` rows of `r` (M, D) with the largest dot product with each row of `q` (N, D), in blocks of queries."
+    return in_chunks(lambda b: tuple((b @ r.T).topk(min(k, len(r)), dim=1)), q)
+
 def nearest(query, reference, k:int=1):
     "Cosine similarities (N, k) and indices (N, k) of the `k` nearest rows of `reference` (M, D) to each row of `query` (N, D)."
     q, r = (F.normalize(torch.as_tensor(x).float(), dim=1) for x in (query, reference))
-    return in_chunks(lambda b: tuple((b @ r.T).topk(min(k, len(r)), dim=1)), q)
+    return most_similar(q, r, k)
 
 def neighbour_similarity(query, reference, q=(5, 50, 95)) -> dict:
     "Percentiles `q` of the cosine similarity between each query (N, D) and its nearest reference (M, D): {'nn_sim_p5': ...}."

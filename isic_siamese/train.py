@@ -246,7 +246,7 @@ class AMP(MixedPrecision):
     def before_fit(self):
         dev = self.dls.device.type
         if dev == 'cuda': super().before_fit()
-        else: self.autocast, self.learn.scaler, self.scales = None, torch.amp.GradScaler(dev, enabled=False), L()
+        else: self.learn.scaler, self.scales = torch.amp.GradScaler(dev, enabled=False), L()  # bf16: no loss scaling
         self.set_amp(torch.bfloat16 if self.amp_mode == AMPMode.BF16 else torch.float16)
     def before_batch(self): pass  # no autocast across callbacks, which an exception in a batch would leave on: SiameseNet.forward enters it
     def after_loss(self): pass
