@@ -232,7 +232,7 @@ def run_experiment(data=None, out='runs/demo', recipe:Recipe|None=None, verbose:
     r, out = (recipe or Recipe()).replace(**kwargs), Path(out)
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out}: a file, not a run folder; give --out a new or existing folder")
     if not force: check_run_folder(out, r)
-    hardware()  # under torchrun: joins the process group before any rank-0 step
+    resolve_precision(r.precision, hardware())  # under torchrun, hardware() joins the process group before any rank-0 step; a precision the device lacks is refused before any work
     if data is None:
         data = out/'demo_data'
         if not (data/'train.csv').exists(): on_rank0(make_demo_data, data)

@@ -24,7 +24,7 @@ from .metrics import *
 # %% auto #0
 __all__ = ['MEMORY_FORMATS', 'training_run', 'NaNGuard', 'EMA', 'atomic_path', 'save_atomic', 'remove_temporary', 'rng_states',
            'set_rng_states', 'plain', 'unwrapped', 'load_checkpoint', 'Checkpoint', 'gather_batch', 'GlobalBatchLoss',
-           'AMP', 'alone', 'on_rank0', 'distributed', 'plain_tensors', 'siamese_learner']
+           'AMP', 'alone', 'on_rank0', 'distributed', 'resolve_precision', 'plain_tensors', 'siamese_learner']
 
 # %% ../nbs/03_train.ipynb #51905f1b
 def training_run(learn) -> bool:
@@ -291,6 +291,16 @@ def distributed(learn:Learner):
 # %% ../nbs/03_train.ipynb #f7492219
 MEMORY_FORMATS = ('auto', 'channels_last', 'contiguous')  # 'auto': the hardware's choice (channels_last on CUDA)
 
+def resolve_precision(precision:str|None, hw:Hardware) -> str|None:
+    "What `precision` ('auto', 'bf16', 'fp16', 'fp32' or None) means on `hw`: 'bf16', 'fp16' or None (float32); `ValueError` where the device cannot run it."
+    if precision == 'auto': return hw.precision
+    if precision in (None, 'fp32'): return None
+    if hw.device.type == 'cuda': return precision
+    if precision == 'fp16': raise ValueError(f"precision='fp16' needs CUDA; use {'bf16 or fp32' if cpu_bf16() else 'fp32'} on {hw.device}")
+    if not cpu_bf16(): raise ValueError(f"precision={precision!r} needs CUDA, or bf16 on a CPU with bf16 instructions (AVX512-BF16 or AMX), which this "
+                                        f"one lacks (emulated bf16 is several times slower than fp32); use 'fp32' on {hw.device}")
+    return precision
+
 def plain_tensors(module, xs):
     "Forward pre-hook: fastai's tensor subclasses (`TensorImage`) as plain tensors, which `torch.compile` can trace (it fails inside fastai's `__torch_function__`)."
     return tuple(x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x for x in xs)
@@ -302,12 +312,7 @@ def siamese_learner(dls, arch:str='resnet18', loss:str='contrastive', miner:str=
     "A fastai `Learner` training a `SiameseNet` with metric-learning `loss` on `dls`; `precision` is 'auto', 'bf16', 'fp16' or 'fp32'/None, `memory_format` 'auto', 'channels_last' or 'contiguous'."
     if seed is not None: set_seed(seed)
     hw = hardware(dls.device)
-    if precision == 'auto': precision = hw.precision
-    if precision == 'fp32': precision = None
-    if precision == 'fp16' and hw.device.type != 'cuda': raise ValueError(f"precision='fp16' needs CUDA; use {'bf16 or ' if cpu_bf16() else ''}'fp32' on {hw.device}")
-    if precision is not None and hw.device.type != 'cuda' and not (precision == 'bf16' and cpu_bf16()):
-        raise ValueError(f"precision={precision!r} needs CUDA, or bf16 on a CPU with bf16 instructions (AVX512-BF16 or AMX), which this "
-                         f"one lacks (emulated bf16 is several times slower than fp32); use 'fp32' on {hw.device}")
+    precision = resolve_precision(precision, hw)
     if memory_format not in MEMORY_FORMATS: raise ValueError(f"memory_format={memory_format!r}: choose auto, channels_last or contiguous")
     n_out = len(getattr(dls, 'vocab', CLASSES))  # classes of the targets: 2, or one per diagnosis (see TARGETS)
     model = SiameseNet(create_encoder(arch, emb_dim, pretrained, weights), head_for(loss, emb_dim, pair_head, n_out))
